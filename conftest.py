@@ -1,0 +1,27 @@
+"""Shared fixtures of this project's own tests.
+
+The compat image is cached outside the checkout, in ``$STACK_EMULATOR_HOME/images``
+(default ``~/.stack/emulator/images``), so reruns reuse it. VM tests get homes of their own
+whose ``images/`` points at that cache, so snapshots and run state never mix with a user's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_stack_emulator.images import Image, ImageStore
+from tests.helpers import CACHE_HOME, make_home
+
+
+@pytest.fixture(scope="session")
+def compat_image() -> Image:
+    """The compat image: built now if the cache lacks it or its inputs changed."""
+    return ImageStore(CACHE_HOME / "images", CACHE_HOME / "locks").compat()
+
+
+@pytest.fixture(scope="session")
+def vm_home(tmp_path_factory: pytest.TempPathFactory, compat_image: Image) -> Path:
+    """A stack-emulator home for this test session, sharing the image cache."""
+    return make_home(tmp_path_factory.mktemp("stack-home"))

@@ -1,0 +1,398 @@
+"""Build the compat image (issue: offline, from cloud_init/, Debian packages only).
+
+Stages, each reported with its elapsed time:
+
+1. ``mmdebstrap`` makes a bookworm root filesystem from ``cloud_init/packages`` and copies
+   ``cloud_init/rootfs/`` over it.
+2. ``mkfs.ext4 -d`` turns the tree into a filesystem image without mounting anything, and
+   ``qemu-img convert`` makes it a qcow2. The kernel and initrd are copied out for direct
+   kernel boot.
+3. A provisioning boot under QEMU runs cloud-init from a NoCloud seed ISO (label ``cidata``)
+   written with pycdlib. The guest writes ``STACK_PROVISION_OK`` or
+   ``STACK_PROVISION_FAILED: ...`` to its serial console and powers off.
+4. The qcow2 is compressed and a manifest (with a hash of every input) is written beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import BuildError, HostSetupError, ProvisioningFailed, ProvisioningTimeout
+from .iso import write_runtime_iso, write_seed_iso
+from .log import Progress, get_logger
+from .machine import Machine, MachineConfig, detect_accel, make_phantom, qemu_binary, qemu_img
+from .manifest import Boot, Manifest, stack_services
+from .runtime import base_env, runtime_env
+
+log = get_logger(__name__)
+
+COMPAT_NAME = "compat"
+COMPAT_RAM_MB = 1024
+COMPAT_VCPUS = 2
+SUITE = "bookworm"
+DISK_SIZE = "4G"
+OK_MARKER = "STACK_PROVISION_OK"
+FAIL_MARKER = "STACK_PROVISION_FAILED"
+KERNEL_APPEND = (
+    "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=3 mitigations=off "
+    "random.trust_cpu=on systemd.show_status=false"
+)
+# Modules the initramfs needs to mount the root disk; everything else loads from the root.
+INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "ext4")
+# Kernel module trees a VM on virtio never needs; removing them saves about 250 MB.
+PRUNED_MODULE_DIRS = (
+    "drivers/gpu", "drivers/media", "drivers/net/wireless", "drivers/net/ethernet",
+    "drivers/infiniband", "drivers/staging", "drivers/scsi", "drivers/usb", "drivers/bluetooth",
+    "drivers/iio", "drivers/isdn", "drivers/input/touchscreen", "drivers/hid", "drivers/mtd",
+    "drivers/net/can", "drivers/atm", "sound", "net/wireless", "net/mac80211", "net/bluetooth",
+)  # fmt: skip
+
+
+def cloud_init_dir() -> Path:
+    """The provisioning tree: ``$STACK_EMULATOR_CLOUD_INIT``, the checkout's, or the package's."""
+    override = os.environ.get("STACK_EMULATOR_CLOUD_INIT")
+    if override:
+        return Path(override)
+    checkout = Path(__file__).resolve().parent.parent / "cloud_init"
+    if checkout.is_dir():
+        return checkout
+    packaged = Path(__file__).resolve().parent / "cloud_init"
+    if packaged.is_dir():
+        return packaged
+    raise BuildError(
+        f"cannot find the cloud_init/ provisioning tree (looked at {checkout} and {packaged}). "
+        "Set STACK_EMULATOR_CLOUD_INIT to its path."
+    )
+
+
+def read_packages(source: Path) -> list[str]:
+    path = source / "packages"
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise BuildError(f"{path} is missing: it lists the guest's Debian packages") from None
+    return [word for line in lines for word in line.split("#", 1)[0].split()]
+
+
+def _files(root: Path) -> Iterable[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def inputs_hash(source: Path | None = None) -> str:
+    """A hash of everything the image is built from: cloud_init/, this builder, the argv."""
+    source = source or cloud_init_dir()
+    h = hashlib.sha256()
+    for path in _files(source):
+        h.update(str(path.relative_to(source)).encode() + b"\0")
+        h.update(oct(path.stat().st_mode & 0o777).encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    here = Path(__file__).resolve().parent
+    for name in ("builder.py", "iso.py", "runtime.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_host_tools() -> None:
+    missing = [t for t in ("mmdebstrap", "mkfs.ext4", "qemu-img") if shutil.which(t) is None]
+    if missing:
+        raise HostSetupError(
+            f"building the compat image needs {', '.join(missing)} on PATH. On Debian: "
+            "`apt-get install mmdebstrap e2fsprogs qemu-utils` (or run scripts/setup)."
+        )
+    if os.geteuid() != 0:
+        raise HostSetupError(
+            "building the compat image runs mmdebstrap as root, so that file owners in the guest "
+            "are right. Run `sudo stack-emulator build-image`, or pull a built image instead."
+        )
+
+
+def _run(cmd: list[str], what: str, on_line: Callable[[str], None] | None = None) -> None:
+    """Run a host command, streaming its output; on failure show the tail and the command."""
+    log.debug("running: %s", " ".join(cmd))
+    tail: list[str] = []
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            tail = [*tail[-40:], line]
+            if on_line:
+                on_line(line)
+        code = proc.wait()
+    if code != 0:
+        raise BuildError(
+            f"{what} failed (exit code {code}).\ncommand: {' '.join(cmd)}\n" + "\n".join(tail[-25:])
+        )
+
+
+@dataclass
+class BuildResult:
+    manifest: Manifest
+    directory: Path
+    built: bool
+    seconds: float
+
+
+class CompatImageBuilder:
+    def __init__(
+        self,
+        store_dir: Path,
+        source: Path | None = None,
+        mirror: str | None = None,
+        provision_timeout: float = 900.0,
+        accel: str = "auto",
+    ) -> None:
+        self.store_dir = store_dir
+        self.source = source or cloud_init_dir()
+        self.mirror = mirror or os.environ.get("STACK_EMULATOR_DEBIAN_MIRROR")
+        self.provision_timeout = provision_timeout
+        self.accel = accel
+        self.target = store_dir / f"{COMPAT_NAME}-amd64"
+
+    def cached(self) -> Manifest | None:
+        """The built image's manifest when its inputs hash matches the current inputs."""
+        path = self.target / "manifest.json"
+        if not path.exists():
+            return None
+        with contextlib.suppress(Exception):
+            manifest = Manifest.load(path)
+            if manifest.inputs_hash == inputs_hash(self.source) and (self.target / manifest.disk).exists():
+                return manifest
+        return None
+
+    def build(self, force: bool = False) -> BuildResult:
+        started = time.monotonic()
+        if not force and (manifest := self.cached()) is not None:
+            log.info("compat image is up to date: %s", self.target)
+            return BuildResult(manifest, self.target, False, 0.0)
+        check_host_tools()
+        work = self.store_dir / f".build-{COMPAT_NAME}-{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "scratch").mkdir(parents=True)
+        try:
+            with Progress("build-image", log) as progress:
+                manifest = self._build(work, progress)
+                progress.step(f"installing into {self.target}")
+                serial = work / "scratch" / "provision-vm" / "serial.log"
+                if serial.exists():
+                    shutil.copy2(serial, work / "provision-serial.log")
+                shutil.rmtree(work / "scratch")
+                old = self.store_dir / f".old-{COMPAT_NAME}-{os.getpid()}"
+                if self.target.exists():
+                    self.target.rename(old)
+                work.rename(self.target)
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return BuildResult(manifest, self.target, True, time.monotonic() - started)
+
+    def _build(self, work: Path, progress: Progress) -> Manifest:
+        digest_in = inputs_hash(self.source)
+        rootfs = work / "rootfs"
+        progress.step("mmdebstrap: root filesystem from Debian packages")
+        self._mmdebstrap(rootfs, work, progress)
+
+        progress.step("kernel and initrd for direct kernel boot")
+        kernel = sorted((rootfs / "boot").glob("vmlinuz-*"))
+        initrd = sorted((rootfs / "boot").glob("initrd.img-*"))
+        if not kernel or not initrd:
+            raise BuildError(f"no kernel or initrd in {rootfs / 'boot'}: is linux-image-amd64 in packages?")
+        shutil.copy2(kernel[-1], work / "vmlinuz")
+        shutil.copy2(initrd[-1], work / "initrd.img")
+
+        progress.step(f"mkfs.ext4 -d: {DISK_SIZE} filesystem image, no mount")
+        raw = work / "disk.raw"
+        _run(
+            ["mkfs.ext4", "-q", "-F", "-L", "stackroot", "-d", str(rootfs), "-E",
+             "lazy_itable_init=0,lazy_journal_init=0", str(raw), DISK_SIZE],
+            "mkfs.ext4",
+        )  # fmt: skip
+        shutil.rmtree(rootfs)
+        work_disk = work / "provision.qcow2"
+        _run(
+            [qemu_img(), "convert", "-f", "raw", "-O", "qcow2", str(raw), str(work_disk)],
+            "qemu-img convert",
+        )
+        raw.unlink()
+
+        progress.step("provisioning boot: cloud-init from the NoCloud seed ISO")
+        self._provision(work, work_disk, digest_in, progress)
+
+        progress.step("compressing the qcow2 (zstd)")
+        disk_name = "stack-emulator-amd64.qcow2"
+        _run(
+            [qemu_img(), "convert", "-c", "-f", "qcow2", "-O", "qcow2", "-o",
+             "compression_type=zstd", str(work_disk), str(work / disk_name)],
+            "qemu-img convert -c",
+        )  # fmt: skip
+        work_disk.unlink()
+        manifest = Manifest(
+            name=COMPAT_NAME,
+            arch="amd64",
+            disk=disk_name,
+            ram_mb=COMPAT_RAM_MB,
+            vcpus=COMPAT_VCPUS,
+            boot=Boot(method="kernel", kernel="vmlinuz", initrd="initrd.img", append=KERNEL_APPEND),
+            services=stack_services("81", mock_oauth_health="/.well-known/openid-configuration"),
+            inputs_hash=digest_in,
+            digest=file_digest(work / disk_name),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        (work / "manifest.json").write_text(manifest.to_json())
+        size = (work / disk_name).stat().st_size
+        progress.step(f"image is {size / 1e6:.0f} MB")
+        return manifest
+
+    def _mmdebstrap(self, rootfs: Path, work: Path, progress: Progress) -> None:
+        packages = read_packages(self.source)
+        setup = work / "scratch" / "setup-hook.sh"
+        modules = "\n".join(INITRAMFS_MODULES)
+        setup.write_text(
+            "set -e\n"
+            'mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d"\n'
+            'printf "MODULES=list\\nCOMPRESS=zstd\\n" > "$1/etc/initramfs-tools/conf.d/stack-emulator"\n'
+            f'printf "{modules}\\n" > "$1/usr/share/initramfs-tools/modules.d/stack-emulator"\n'
+        )
+        customize = work / "scratch" / "customize-hook.sh"
+        pruned = " ".join(PRUNED_MODULE_DIRS)
+        customize.write_text(
+            "set -e\n"
+            f'cp -a "{self.source / "rootfs"}/." "$1/"\n'
+            'for moddir in "$1"/usr/lib/modules/*; do\n'
+            f'  for d in {pruned}; do rm -rf "$moddir/kernel/$d"; done\n'
+            '  chroot "$1" depmod -a "$(basename "$moddir")"\n'
+            "done\n"
+            'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb\n'
+            'rm -f "$1/etc/machine-id" && : > "$1/etc/machine-id"\n'
+        )
+        cmd = [
+            "mmdebstrap", "--mode=root", "--variant=apt", "--format=directory",
+            f"--include={','.join(packages)}",
+            "--dpkgopt=path-exclude=/usr/share/man/*",
+            "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--dpkgopt=path-exclude=/usr/share/locale/*",
+            "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+            "--aptopt=APT::Install-Recommends \"false\"",
+            f"--setup-hook=sh {setup} \"$1\"",
+            f"--customize-hook=sh {customize} \"$1\"",
+            SUITE, str(rootfs),
+        ]  # fmt: skip
+        if self.mirror:
+            cmd.append(self.mirror)
+
+        def show(line: str) -> None:
+            if line.startswith(("I: ", "E: ", "W: ")):
+                progress.step(f"mmdebstrap {line}")
+
+        _run(cmd, "mmdebstrap", on_line=show)
+
+    def _provision(self, work: Path, disk: Path, digest_in: str, progress: Progress) -> None:
+        seed = work / "scratch" / "seed.iso"
+        write_seed_iso(
+            seed, (self.source / "user-data").read_bytes(), (self.source / "meta-data").read_bytes()
+        )
+        vm_dir = work / "scratch" / "provision-vm"
+        vm_dir.mkdir()
+        runtime_iso = vm_dir / "runtime-config.iso"
+        write_runtime_iso(runtime_iso, runtime_env(None, None), base_env())
+        bundle = vm_dir / "bundle.phantom"
+        make_phantom(bundle)
+        manifest = Manifest(
+            name="provisioning",
+            arch="amd64",
+            disk=disk.name,
+            ram_mb=COMPAT_RAM_MB,
+            vcpus=COMPAT_VCPUS,
+            boot=Boot(method="kernel", kernel="vmlinuz", initrd="initrd.img",
+                      append=KERNEL_APPEND.replace(" quiet loglevel=3", "")),
+            services=(),
+        )  # fmt: skip
+        accel = detect_accel(self.accel, "amd64")
+        cfg = MachineConfig(
+            qemu=qemu_binary("amd64"),
+            manifest=manifest,
+            image_dir=work,
+            disk=disk,
+            vm_dir=vm_dir,
+            accel=accel.name,
+            host_ports={},
+            guest_ports={},
+            runtime_iso=runtime_iso,
+            seed=seed,
+            bundle=bundle,
+        )
+        progress.step(f"accelerator {accel.name}: {accel.reason}")
+        machine = Machine(cfg)
+        machine.launch()
+        try:
+            self._watch_provisioning(machine, progress)
+        finally:
+            machine.kill()
+
+    def _watch_provisioning(self, machine: Machine, progress: Progress) -> None:
+        serial = machine.cfg.serial_log
+        started = time.monotonic()
+        deadline = started + self.provision_timeout
+        last_report = started
+        ok = False
+        while True:
+            text = serial.read_text(errors="replace")
+            if FAIL_MARKER in text:
+                line = next(ln for ln in text.splitlines() if FAIL_MARKER in ln)
+                machine.wait(15)
+                raise ProvisioningFailed(
+                    f"the guest reported a provisioning failure: {line.strip()}\n"
+                    f"serial log {serial}, last lines:\n{_tail(serial.read_text(errors='replace'))}\n"
+                    "Fix the failing step in cloud_init/, then run `stack-emulator build-image` again."
+                )
+            ok = ok or OK_MARKER in text
+            if not machine.running():
+                if ok:
+                    progress.step(f"guest provisioned and powered off ({time.monotonic() - started:.0f} s)")
+                    return
+                raise ProvisioningFailed(
+                    f"QEMU exited (code {machine.process.poll() if machine.process else None}) "
+                    f"before the guest reported {OK_MARKER}.\nQEMU said: {machine.output()[-1000:]}\n"
+                    f"serial log {serial}, last lines:\n{_tail(text)}"
+                )
+            now = time.monotonic()
+            if now > deadline:
+                raise ProvisioningTimeout(
+                    f"provisioning did not finish within {self.provision_timeout:.0f} s and the "
+                    f"guest reported no failure. Serial log {serial}, last lines:\n{_tail(text)}\n"
+                    "The machine may be slow (TCG): raise --provision-timeout, or look for a hang "
+                    "in the log above."
+                )
+            if now - last_report >= 15:
+                last_report = now
+                progress.step(f"provisioning… {now - started:.0f} s, last console line: {_last_line(text)}")
+            time.sleep(0.5)
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _last_line(text: str) -> str:
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            return line.strip()[:120]
+    return "(nothing yet)"

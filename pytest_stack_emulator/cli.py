@@ -1,0 +1,193 @@
+"""The ``stack-emulator`` command: the same core as the pytest plugin."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from . import emulator
+from .config import SPEC_BY_NAME, resolve
+from .errors import StackEmulatorError
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Any:
+    options = {
+        name: getattr(args, name, None) for name in SPEC_BY_NAME if getattr(args, name, None) is not None
+    }
+    options.update(extra)
+    return resolve({"enabled": True, **options}, {})
+
+
+def _common(p: argparse.ArgumentParser, image: bool = True) -> None:
+    p.add_argument("--home", help=SPEC_BY_NAME["home"].help)
+    if image:
+        p.add_argument("--image", help=SPEC_BY_NAME["image"].help)
+        p.add_argument("--accel", help=SPEC_BY_NAME["accel"].help)
+
+
+def cmd_build_image(args: argparse.Namespace) -> int:
+    from .builder import CompatImageBuilder
+
+    settings = _settings(args)
+    builder = CompatImageBuilder(
+        settings.home / "images", provision_timeout=args.provision_timeout, accel=settings.accel
+    )
+    from .images import locked
+
+    with locked(settings.home / "locks" / "image-compat.lock", "building the compat image"):
+        result = builder.build(force=args.force)
+    state = f"built in {result.seconds:.0f} s" if result.built else "up to date"
+    print(f"{result.directory / result.manifest.disk} ({state})")
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from .images import upstream_url
+
+    settings = _settings(args)
+    home = emulator.Home(settings.home)
+    url = upstream_url(branch=args.branch) if args.url == "upstream" else args.url
+    image = home.image_store().pull(url, force=args.force)
+    print(image.disk)
+    return 0
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    prepared = emulator.prepare(_settings(args))
+    for line in prepared.describe():
+        print(line)
+    return 0 if prepared.snapshot is not None else 1
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    settings = _settings(args, rotate=args.rotate or None, cold=args.cold or None, share=args.share)
+    prepared = emulator.prepare(settings)
+    inst = emulator.start(prepared, worker="cli", session=emulator.new_session_id())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        h = inst.handle
+        print(json.dumps({"ports": h.ports, "vm_dir": str(h.vm_dir), "boot": h.boot, "env": h.env(),
+                          "timings": inst.timings}, indent=2))  # fmt: skip
+        print("running; press Ctrl-C to stop", file=sys.stderr, flush=True)
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        inst.stop()
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    home = emulator.Home(_settings(args).home)
+    for vm in emulator.list_vms(home):
+        state = "running" if vm["qemu_alive"] else "stopped"
+        owner = "owner alive" if vm["owner_alive"] else "owner gone"
+        kept = ", kept" if vm["kept"] else ""
+        print(f"{vm['vm_dir']}: qemu pid {vm['qemu']['pid']} {state}, {owner}{kept}")
+    return 0
+
+
+def cmd_reap(args: argparse.Namespace) -> int:
+    home = emulator.Home(_settings(args).home)
+    done = emulator.reap(home, include_kept=args.all)
+    for line in done:
+        print(line)
+    if not done:
+        print("nothing to clean up")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stack-emulator", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="Show debug output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build-image", help="Build the compat image from cloud_init/ (cached by input hash)")
+    _common(p, image=False)
+    p.add_argument("--accel", help=SPEC_BY_NAME["accel"].help)
+    p.add_argument("--force", action="store_true", help="Rebuild even if the inputs are unchanged")
+    p.add_argument(
+        "--provision-timeout",
+        type=float,
+        default=900.0,
+        help="Seconds the provisioning boot may take",
+    )
+    p.set_defaults(func=cmd_build_image)
+
+    p = sub.add_parser("pull", help="Download an image (upstream's release by default)")
+    _common(p, image=False)
+    p.add_argument("url", nargs="?", default="upstream", help="A .qcow2 URL, or `upstream`")
+    p.add_argument("--branch", default=None, help="Upstream release branch (default: dev)")
+    p.add_argument("--force", action="store_true", help="Download again even if present")
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("capture", help="Get the image and capture its RAM snapshot")
+    _common(p)
+    p.set_defaults(func=cmd_capture)
+
+    p = sub.add_parser("start", help="Start one stack in the foreground and print its URLs and env")
+    _common(p)
+    p.add_argument("--rotate", action="store_true", help=SPEC_BY_NAME["rotate"].help)
+    p.add_argument("--cold", action="store_true", help=SPEC_BY_NAME["cold"].help)
+    p.add_argument("--share", type=Path, help=SPEC_BY_NAME["share"].help)
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("list", help="List VMs in the run directory")
+    _common(p, image=False)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("reap", help="Stop VMs whose owning process is gone and clean their run dirs")
+    _common(p, image=False)
+    p.add_argument("--all", action="store_true", help="Also remove run dirs kept after failed tests")
+    p.set_defaults(func=cmd_reap)
+
+    p = sub.add_parser("bench", help="Measure cold boot, capture, resume and teardown side by side")
+    _common(p, image=False)
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=Path("bench-results"),
+        help="Directory for JSON, Markdown, PNG",
+    )
+    p.add_argument("--repeat", type=int, default=5, help="Repetitions of each resume measurement")
+    p.add_argument("--workers", default="1,2,4", help="Worker counts to resume at once")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="A small run: 1 repetition, workers 1 and 2, no pytest overhead",
+    )
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except StackEmulatorError as exc:
+        print(f"stack-emulator: {exc}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", []):
+            print(note, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

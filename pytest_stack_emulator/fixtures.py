@@ -1,0 +1,70 @@
+"""Fixtures. Each is a few lines over :mod:`pytest_stack_emulator.emulator`.
+
+Override ``stack_emulator_settings`` in a ``conftest.py`` to change settings in code.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from . import emulator
+from .config import Settings
+from .plugin import state_of
+
+
+class StackEmulatorWarning(UserWarning):
+    """Something went wrong but the run goes on (a resume fell back to a cold boot, ...)."""
+
+
+@pytest.fixture(scope="session")
+def stack_emulator_settings(pytestconfig: pytest.Config) -> Settings:
+    """The resolved settings (option > environment > ini > default)."""
+    return state_of(pytestconfig).settings
+
+
+@pytest.fixture(scope="session")
+def stack_emulator(
+    pytestconfig: pytest.Config, stack_emulator_settings: Settings
+) -> Iterator[emulator.StackEmulator]:
+    """A whole Stack Auth backend stack in a VM, one per xdist worker."""
+    if not stack_emulator_settings.enabled:
+        pytest.skip(
+            "stack_emulator needs --stack-emulator (or ini stack_emulator = true, or STACK_EMULATOR=1)"
+        )
+    state = state_of(pytestconfig)
+    if state.prepare_error is not None:
+        raise state.prepare_error
+    workerinput: dict[str, Any] = getattr(pytestconfig, "workerinput", {})
+    prepared = state.prepared or emulator.prepare(stack_emulator_settings)
+    messages: list[str] = []
+    instance = emulator.start(
+        prepared,
+        worker=workerinput.get("workerid", "main"),
+        session=state.session_id,
+        warn=messages.append,
+    )
+    state.instance = instance
+    for message in messages:
+        warnings.warn(StackEmulatorWarning(message), stacklevel=1)
+    try:
+        yield instance.handle
+    finally:
+        state.instance = None
+        try:
+            instance.stop(keep=state.failed)
+        except Exception as exc:  # a teardown failure must not fail a test that passed
+            warnings.warn(
+                StackEmulatorWarning(f"stopping the VM in {instance.vm_dir} failed: {exc}"),
+                stacklevel=1,
+            )
+        if state.failed:
+            warnings.warn(
+                StackEmulatorWarning(
+                    f"a test failed: kept {instance.vm_dir} (serial.log, qemu.log) for debugging"
+                ),
+                stacklevel=1,
+            )

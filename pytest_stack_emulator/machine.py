@@ -1,0 +1,390 @@
+"""One QEMU process: the accelerator choice, the argv, launch and shutdown.
+
+The argv is built by :func:`build_argv` from a :class:`MachineConfig`. Capture, resume and
+cold boot all use it, so their device layouts match (CONTRACT §3): the only difference is
+``-incoming defer`` on resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import HostSetupError, MachineError, VMLaunchFailure
+from .log import get_logger
+from .manifest import Manifest
+from .procs import ProcessId
+from .qmp import QGAClient, QMPConnection, wait_for_socket
+
+log = get_logger(__name__)
+
+ACCELERATORS = ("auto", "kvm", "hvf", "tcg")
+# AF_UNIX paths are limited to 107 bytes on Linux.
+_MAX_SOCKET_PATH = 100
+
+
+@dataclass(frozen=True)
+class AccelChoice:
+    name: str
+    reason: str
+
+
+def host_arch() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+
+
+def _cpu_flags(cpuinfo: str) -> set[str]:
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    return flags
+
+
+def detect_accel(
+    requested: str = "auto",
+    arch: str | None = None,
+    *,
+    system: str | None = None,
+    cpuinfo: str | None = None,
+    kvm_path: str = "/dev/kvm",
+    qemu: str | None = None,
+) -> AccelChoice:
+    """Pick the accelerator (CONTRACT §5.5).
+
+    On x86 Linux, KVM needs a writable ``/dev/kvm`` *and* the ``vmx`` or ``svm`` CPU flag: a
+    paravirtual ``/dev/kvm`` without them hangs a stock kernel, so TCG is chosen there.
+    """
+    if requested not in ACCELERATORS:
+        raise ValueError(f"unknown accelerator {requested!r}; choose one of {', '.join(ACCELERATORS)}")
+    if requested != "auto":
+        return AccelChoice(requested, "asked for explicitly")
+    arch = arch or host_arch()
+    system = system or platform.system()
+    if arch != host_arch():
+        return AccelChoice("tcg", f"guest arch {arch} differs from host arch {host_arch()}")
+    if system == "Darwin":
+        try:
+            out = subprocess.run(
+                [qemu or qemu_binary(arch), "-accel", "help"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            ).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        if "hvf" in out.split():
+            return AccelChoice("hvf", "macOS with Hypervisor.framework")
+        return AccelChoice("tcg", "QEMU lists no hvf accelerator")
+    if system != "Linux":
+        return AccelChoice("tcg", f"no accelerator support for {system}")
+    if not os.access(kvm_path, os.R_OK | os.W_OK):
+        return AccelChoice("tcg", f"{kvm_path} is missing or not writable")
+    if arch == "amd64":
+        if cpuinfo is None:
+            try:
+                cpuinfo = Path("/proc/cpuinfo").read_text()
+            except OSError:
+                cpuinfo = ""
+        flags = _cpu_flags(cpuinfo)
+        if not flags & {"vmx", "svm"}:
+            return AccelChoice(
+                "tcg",
+                f"{kvm_path} exists but the CPU has no vmx/svm flag (paravirtual KVM); "
+                "a stock kernel hangs there",
+            )
+    return AccelChoice("kvm", f"{kvm_path} is writable and the CPU can virtualise")
+
+
+def qemu_binary(arch: str) -> str:
+    override = os.environ.get("STACK_EMULATOR_QEMU")
+    if override:
+        return override
+    name = {"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}.get(arch)
+    if name is None:
+        raise HostSetupError(f"unsupported guest architecture {arch!r}")
+    path = shutil.which(name)
+    if path is None:
+        raise HostSetupError(
+            f"{name} is not on PATH. Install QEMU 9 or newer (Debian 12: "
+            "`apt-get install -t bookworm-backports qemu-system-x86 qemu-utils`, or run "
+            "scripts/setup)."
+        )
+    return path
+
+
+def qemu_img() -> str:
+    path = shutil.which("qemu-img")
+    if path is None:
+        raise HostSetupError("qemu-img is not on PATH. Install qemu-utils (or run scripts/setup).")
+    return path
+
+
+def qemu_version(binary: str) -> str:
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise HostSetupError(f"`{binary} --version` failed: {exc}") from None
+    match = re.search(r"version (\d+\.\d+\.\d+)", out)
+    if not match:
+        raise HostSetupError(f"cannot read the QEMU version from `{binary} --version`: {out!r}")
+    return match.group(1)
+
+
+def socket_dir(vm_dir: Path) -> Path:
+    """Where a VM's sockets live: its run directory, or a short path if that is too long."""
+    if len(str(vm_dir / "monitor.sock")) <= _MAX_SOCKET_PATH:
+        return vm_dir
+    digest = hashlib.sha256(str(vm_dir).encode()).hexdigest()[:16]
+    short = Path(tempfile.gettempdir()) / f"stack-emulator-{os.getuid()}" / digest
+    short.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return short
+
+
+@dataclass
+class MachineConfig:
+    """Everything that decides a VM's QEMU argv."""
+
+    qemu: str
+    manifest: Manifest
+    image_dir: Path
+    disk: Path
+    vm_dir: Path
+    accel: str
+    host_ports: Mapping[str, int]
+    guest_ports: Mapping[str, int]
+    runtime_iso: Path
+    seed: Path
+    bundle: Path
+    cpu: str = "max"
+    incoming: bool = False
+    share_dir: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def sockets(self) -> Path:
+        return socket_dir(self.vm_dir)
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.sockets / "monitor.sock"
+
+    @property
+    def qga_socket(self) -> Path:
+        return self.sockets / "qga.sock"
+
+    @property
+    def serial_log(self) -> Path:
+        return self.vm_dir / "serial.log"
+
+
+def hostfwd(host_ports: Mapping[str, int], guest_ports: Mapping[str, int]) -> str:
+    rules = [f"hostfwd=tcp:127.0.0.1:{host_ports[name]}-:{guest_ports[name]}" for name in sorted(host_ports)]
+    return ",".join(["user", "id=net0", *rules])
+
+
+def build_argv(cfg: MachineConfig) -> list[str]:
+    """The QEMU command line. Device order is part of the snapshot format: keep it stable."""
+    m = cfg.manifest
+    argv = [
+        cfg.qemu,
+        "-name", "stack-emulator,debug-threads=on",
+        "-machine", m.machine,
+        "-accel", cfg.accel,
+        "-cpu", cfg.cpu,
+        "-m", str(m.ram_mb),
+        "-smp", str(m.vcpus),
+        "-nodefaults",
+        "-display", "none",
+        "-vga", "none",
+    ]  # fmt: skip
+    if m.boot.method == "kernel":
+        assert m.boot.kernel is not None
+        assert m.boot.initrd is not None
+        argv += [
+            "-kernel", str(cfg.image_dir / m.boot.kernel),
+            "-initrd", str(cfg.image_dir / m.boot.initrd),
+            "-append", m.boot.append or "",
+        ]  # fmt: skip
+    elif m.boot.method == "firmware":
+        argv += ["-boot", "order=c"]
+    else:
+        raise MachineError(f"image manifest asks for unknown boot method {m.boot.method!r}")
+    argv += [
+        "-drive", f"file={cfg.disk},format=qcow2,if=virtio",
+        "-drive", f"file={cfg.seed},format=raw,if=virtio,readonly=on",
+        "-drive", f"file={cfg.bundle},format=raw,if=virtio,readonly=on",
+        "-drive", f"file={cfg.runtime_iso},format=raw,if=virtio,readonly=on",
+        "-netdev", hostfwd(cfg.host_ports, cfg.guest_ports),
+        "-device", "virtio-net-pci,netdev=net0,romfile=",
+        "-chardev", f"socket,id=monitor,path={cfg.qmp_socket},server=on,wait=off",
+        "-mon", "chardev=monitor,mode=control",
+        "-chardev", f"socket,path={cfg.qga_socket},server=on,wait=off,id=qga0",
+        "-device", "virtio-serial",
+        "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+        "-device", "pcie-root-port,id=hostfs-port,bus=pcie.0,chassis=1",
+        "-serial", f"file:{cfg.serial_log}",
+    ]  # fmt: skip
+    if cfg.share_dir is not None:
+        argv += ["-fsdev", f"local,id=hostfs,path={cfg.share_dir},security_model=none"]
+    if cfg.incoming:
+        argv += ["-incoming", "defer"]
+    return argv + list(cfg.extra_args)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill QEMU if the thread that started it dies (pytest killed hard)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+class Machine:
+    """A QEMU process with QMP and QGA sockets. Mirrors qemu.machine's launch()/shutdown()."""
+
+    def __init__(self, cfg: MachineConfig) -> None:
+        self.cfg = cfg
+        self.argv = build_argv(cfg)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.qemu_log = cfg.vm_dir / "qemu.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def launch(self, timeout: float = 30.0) -> None:
+        self.cfg.vm_dir.mkdir(parents=True, exist_ok=True)
+        for sock in (self.cfg.qmp_socket, self.cfg.qga_socket):
+            sock.unlink(missing_ok=True)
+        self.cfg.serial_log.write_bytes(b"")
+        log.debug("launching: %s", " ".join(self.argv))
+        # The death signal is tied to the starting thread, so only ask for it from the main
+        # thread: a worker thread that exits would otherwise take QEMU with it.
+        main = threading.current_thread() is threading.main_thread()
+        with self.qemu_log.open("wb") as out:
+            try:
+                self.process = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent if main and os.name == "posix" else None,
+                )
+            except OSError as exc:
+                raise VMLaunchFailure(None, self.argv, str(exc)) from None
+        (self.cfg.vm_dir / "qemu.pid").write_text(f"{self.process.pid}\n")
+        try:
+            wait_for_socket(self.cfg.qmp_socket, timeout, alive=self.running)
+        except MachineError:
+            self._raise_launch_failure()
+            raise
+        if not self.running():
+            self._raise_launch_failure()
+
+    def _raise_launch_failure(self) -> None:
+        assert self.process is not None
+        code = self.process.poll()
+        if code is None:
+            self.kill()
+            code = self.process.poll()
+        raise VMLaunchFailure(code, self.argv, self.output())
+
+    def output(self) -> str:
+        try:
+            return self.qemu_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def process_id(self) -> ProcessId:
+        assert self.process is not None
+        return ProcessId.of(self.process.pid)
+
+    @contextlib.contextmanager
+    def qmp(self, timeout: float = 30.0) -> Iterator[QMPConnection]:
+        with QMPConnection(self.cfg.qmp_socket, timeout=timeout) as conn:
+            yield conn
+
+    def qga(self, timeout: float = 30.0) -> QGAClient:
+        return QGAClient(self.cfg.qga_socket, timeout=timeout)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for QEMU to exit; True if it did."""
+        if self.process is None:
+            return True
+        try:
+            self.process.wait(timeout=max(timeout, 0))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def shutdown(self, powerdown_timeout: float = 2.0, quit_timeout: float = 2.0) -> None:
+        """QMP ``system_powerdown``, a bounded wait, then ``quit``, then a kill. Never raises."""
+        if self.process is None:
+            return
+        try:
+            if self.running() and powerdown_timeout > 0:
+                with contextlib.suppress(Exception), self.qmp(timeout=2.0) as q:
+                    q.execute("system_powerdown")
+                self.wait(powerdown_timeout)
+            if self.running():
+                with contextlib.suppress(Exception), self.qmp(timeout=2.0) as q:
+                    q.execute("quit")
+                self.wait(quit_timeout)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.terminate()
+            if not self.wait(2.0):
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                self.process.wait()
+        for path in (self.cfg.qmp_socket, self.cfg.qga_socket, self.cfg.vm_dir / "qemu.pid"):
+            path.unlink(missing_ok=True)
+        if self.cfg.sockets != self.cfg.vm_dir:
+            shutil.rmtree(self.cfg.sockets, ignore_errors=True)
+
+
+def make_phantom(path: Path, size: int = 1024 * 1024) -> None:
+    """A drive of zeros that holds a device slot (CONTRACT §3)."""
+    if not path.exists() or path.stat().st_size != size:
+        with path.open("wb") as f:
+            f.truncate(size)
+
+
+def create_overlay(path: Path, backing: Path) -> None:
+    path.unlink(missing_ok=True)
+    cmd = [qemu_img(), "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", "qcow2", str(path)]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise MachineError(
+            f"`{' '.join(cmd)}` failed: {result.stderr.strip()}. Check that {backing} exists "
+            "and is a readable qcow2 image."
+        )

@@ -1,0 +1,143 @@
+"""pytest hooks. The work is done by :mod:`pytest_stack_emulator.emulator`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from . import emulator
+from .config import SPECS, Settings, resolve
+from .errors import ConfigError
+from .log import logger
+
+pytest_plugins = ["pytest_stack_emulator.fixtures"]
+
+SESSION_KEY = "stack_emulator_session"
+
+
+@dataclass
+class PluginState:
+    settings: Settings
+    session_id: str
+    prepared: emulator.Prepared | None = None
+    prepare_error: BaseException | None = None
+    instance: emulator.Instance | None = None
+    failed: bool = False
+
+
+STATE = pytest.StashKey[PluginState]()
+
+
+def state_of(config: pytest.Config) -> PluginState:
+    return config.stash[STATE]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("stack-emulator", "Stack Auth emulator VM")
+    for spec in SPECS:
+        if spec.flag:
+            group.addoption(spec.option, action="store_true", default=None, dest=spec.dest, help=spec.help)
+        else:
+            group.addoption(spec.option, default=None, dest=spec.dest, metavar=spec.metavar, help=spec.help)
+        parser.addini(spec.ini, help=spec.help, default=None)
+
+
+def _workerinput(config: pytest.Config) -> dict[str, Any] | None:
+    return getattr(config, "workerinput", None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    options = {s.name: config.getoption(s.dest) for s in SPECS}
+    ini = {s.name: config.getini(s.ini) for s in SPECS}
+    try:
+        settings = resolve(options, ini)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    workerinput = _workerinput(config)
+    session_id = (workerinput or {}).get(SESSION_KEY) or emulator.new_session_id()
+    config.stash[STATE] = PluginState(settings, session_id)
+    config.addinivalue_line("markers", "stack_emulator: the test uses the stack_emulator VM")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: every worker joins this session's id (for run dirs and leases)."""
+    node.workerinput[SESSION_KEY] = state_of(node.config).session_id
+
+
+class _TerminalHandler(logging.Handler):
+    def __init__(self, config: pytest.Config) -> None:
+        super().__init__(logging.INFO)
+        self.reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.reporter is not None:
+            self.reporter.write_line(f"stack-emulator: {record.getMessage()}")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Controller (or a run without xdist): get the image and capture the snapshot now, with
+    progress on the terminal, so that workers find both ready."""
+    config = session.config
+    state = state_of(config)
+    if not state.settings.enabled or _workerinput(config) is not None:
+        return
+    if config.option.collectonly or getattr(config.option, "help", False):
+        return
+    handler = _TerminalHandler(config)
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        state.prepared = emulator.prepare(state.settings, warn=logger.warning)
+    except Exception as exc:
+        state.prepare_error = exc
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = state_of(config)
+    s = state.settings
+    if not s.enabled:
+        return ["stack-emulator: off (enable with --stack-emulator)"]
+    lines = []
+    if state.prepared is not None:
+        lines += [f"stack-emulator {line}" for line in state.prepared.describe()]
+    elif state.prepare_error is not None:
+        lines.append(f"stack-emulator: preparing failed: {state.prepare_error}")
+    keys = "fresh per VM (rotated)" if s.rotate else "placeholder (not rotated): do not expose these VMs"
+    lines.append(f"stack-emulator keys: {keys}")
+    given = [f"{name}={getattr(s, name)} (from {src})" for name, src in s.sources.items() if src != "default"]
+    if given:
+        lines.append("stack-emulator settings: " + ", ".join(given))
+    return lines
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if report.failed and "stack_emulator" in getattr(item, "fixturenames", ()):
+        state = state_of(item.config)
+        state.failed = True
+        if state.instance is not None:
+            report.sections.append(
+                (
+                    f"stack-emulator serial log ({state.instance.handle.serial_log})",
+                    state.instance.serial_tail(),
+                )
+            )
+    return report
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    emulator.stop_all()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    emulator.stop_all()

@@ -1,0 +1,45 @@
+"""What the host hands a guest at boot: the STACKCFG ISO contents (CONTRACT §2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from .manifest import PLACEHOLDER_KEYS
+from .ports import DEFAULT_BASE_PORT, block_ports
+
+PORT_PREFIX = "81"
+
+
+def runtime_env(host_ports: Mapping[str, int] | None, vm_dir_host: Path | None) -> dict[str, str]:
+    """``runtime.env``. ``vm_dir_host`` is None while capturing: no host files are attached."""
+    ports = dict(host_ports) if host_ports else block_ports(DEFAULT_BASE_PORT)
+    return {
+        "STACK_EMULATOR_PORT_PREFIX": PORT_PREFIX,
+        "STACK_EMULATOR_DASHBOARD_HOST_PORT": str(ports["dashboard"]),
+        "STACK_EMULATOR_BACKEND_HOST_PORT": str(ports["backend"]),
+        "STACK_EMULATOR_MINIO_HOST_PORT": str(ports["minio"]),
+        "STACK_EMULATOR_INBUCKET_HOST_PORT": str(ports["inbucket"]),
+        "STACK_EMULATOR_MOCK_OAUTH_HOST_PORT": str(ports["mock_oauth"]),
+        "STACK_EMULATOR_VM_DIR_HOST": str(vm_dir_host) if vm_dir_host else "",
+    }
+
+
+def base_env() -> dict[str, str]:
+    """``base.env``: the backend's base environment. Internal services only; no real secrets."""
+    return {
+        "NEXT_PUBLIC_STACK_IS_LOCAL_EMULATOR": "true",
+        "STACK_DATABASE_CONNECTION_STRING": "postgresql://stack:stack-emulator@127.0.0.1:5432/stackframe",
+        "STACK_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "STACK_S3_ENDPOINT": "http://127.0.0.1:9090",
+        "STACK_S3_REGION": "us-east-1",
+        "STACK_S3_BUCKET": "stack-storage",
+        "STACK_EMAIL_HOST": "127.0.0.1",
+        "STACK_EMAIL_PORT": "2500",
+        "STACK_EMAIL_SENDER": "noreply@stack-emulator.local",
+        "STACK_INTERNAL_PROJECT_ID": "internal",
+        "STACK_INTERNAL_PROJECT_PUBLISHABLE_CLIENT_KEY": PLACEHOLDER_KEYS["publishable_client_key"],
+        "STACK_INTERNAL_PROJECT_SECRET_SERVER_KEY": PLACEHOLDER_KEYS["secret_server_key"],
+        "STACK_SEED_INTERNAL_PROJECT_SUPER_SECRET_ADMIN_KEY": PLACEHOLDER_KEYS["super_secret_admin_key"],
+        "CRON_SECRET": PLACEHOLDER_KEYS["cron_secret"],
+    }

@@ -1,0 +1,234 @@
+"""RAM snapshots: capture once, resume many times (CONTRACT §3-4, §5.1, §5.4).
+
+A snapshot is a directory ``<home>/snapshots/<id>/`` holding
+
+- ``disk.qcow2``: the capture VM's overlay, kept read-only as the backing file of every
+  worker's overlay, so RAM and disk agree (§5.1);
+- ``ram.raw`` (mapped-ram, seekable) or ``ram.stream`` (plain migration stream);
+- ``meta.json``: the key and the guest ports, written last.
+
+The directory is assembled under a temporary name and renamed into place, so an interrupted
+capture never leaves a snapshot that looks valid. ``<id>`` hashes everything that must match
+for a resume to load: image digest, QEMU version, accelerator, CPU model, RAM, vCPUs, layout
+version and restore method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import SnapshotError
+from .log import get_logger
+from .machine import Machine
+from .qmp import QMPConnection
+
+log = get_logger(__name__)
+
+MAPPED_RAM = "mapped-ram"
+STREAM = "stream"
+RESTORE_METHODS = ("auto", MAPPED_RAM, STREAM)
+
+
+@dataclass(frozen=True)
+class SnapshotKey:
+    image_digest: str
+    qemu_version: str
+    accel: str
+    cpu: str
+    ram_mb: int
+    vcpus: int
+    layout_version: int
+    restore_method: str
+
+    @property
+    def id(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    directory: Path
+    key: SnapshotKey
+    guest_ports: dict[str, int]
+    capture_seconds: float
+    boot_seconds: float = 0.0
+
+    @property
+    def disk(self) -> Path:
+        return self.directory / "disk.qcow2"
+
+    @property
+    def ram(self) -> Path:
+        return self.directory / ("ram.raw" if self.key.restore_method == MAPPED_RAM else "ram.stream")
+
+    def sizes(self) -> dict[str, int]:
+        """Logical and allocated bytes of the RAM file and the disk layer together."""
+        logical = allocated = 0
+        for path in (self.ram, self.disk):
+            st = path.stat()
+            logical += st.st_size
+            allocated += st.st_blocks * 512
+        return {"logical": logical, "allocated": allocated}
+
+
+def choose_restore_method(requested: str, capabilities: set[str]) -> str:
+    """mapped-ram + multifd when QEMU has both, a plain stream otherwise (§5.4)."""
+    if requested not in RESTORE_METHODS:
+        raise ValueError(f"unknown restore method {requested!r}; choose one of {', '.join(RESTORE_METHODS)}")
+    has_mapped_ram = {"mapped-ram", "multifd"} <= capabilities
+    if requested == "auto":
+        return MAPPED_RAM if has_mapped_ram else STREAM
+    if requested == MAPPED_RAM and not has_mapped_ram:
+        raise SnapshotError(
+            "this QEMU has no mapped-ram/multifd migration capability; use QEMU 9.0 or newer, "
+            "or --stack-emulator-restore stream"
+        )
+    return requested
+
+
+class SnapshotStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: SnapshotKey) -> Path:
+        return self.root / key.id
+
+    def load(self, key: SnapshotKey) -> Snapshot | None:
+        """The snapshot for ``key`` if a complete, matching one exists."""
+        directory = self.path(key)
+        try:
+            meta = json.loads((directory / "meta.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        if meta.get("key") != asdict(key):
+            return None
+        snap = Snapshot(directory, key, dict(meta["guest_ports"]), float(meta.get("capture_seconds", 0)))
+        if not snap.disk.exists() or not snap.ram.exists():
+            return None
+        if snap.ram.stat().st_size != meta.get("ram_bytes"):
+            return None
+        return snap
+
+    def staging(self) -> Path:
+        path = self.root / f".capture-{os.getpid()}-{time.monotonic_ns()}"
+        path.mkdir(parents=True)
+        return path
+
+    def commit(
+        self,
+        staging: Path,
+        key: SnapshotKey,
+        guest_ports: Mapping[str, int],
+        seconds: float,
+        boot_seconds: float = 0.0,
+    ) -> Snapshot:
+        ram = staging / ("ram.raw" if key.restore_method == MAPPED_RAM else "ram.stream")
+        os.chmod(staging / "disk.qcow2", 0o444)
+        meta = {
+            "key": asdict(key),
+            "guest_ports": dict(guest_ports),
+            "capture_seconds": round(seconds, 3),
+            "boot_seconds": round(boot_seconds, 3),
+            "ram_bytes": ram.stat().st_size,
+            "created": time.time(),
+        }
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        target = self.path(key)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+        snap = self.load(key)
+        assert snap is not None
+        return snap
+
+    def discard(self, key: SnapshotKey) -> None:
+        shutil.rmtree(self.path(key), ignore_errors=True)
+
+    def prune(self, keep: SnapshotKey) -> list[Path]:
+        """Remove other snapshots of the same image (stale QEMU, accelerator...)."""
+        removed = []
+        for meta_path in self.root.glob("*/meta.json"):
+            with contextlib.suppress(ValueError, KeyError, OSError):
+                other = json.loads(meta_path.read_text())["key"]
+                if other["image_digest"] == keep.image_digest and other != asdict(keep):
+                    shutil.rmtree(meta_path.parent, ignore_errors=True)
+                    removed.append(meta_path.parent)
+        return removed
+
+
+def _set_caps(q: QMPConnection, method: str, channels: int) -> None:
+    if method == MAPPED_RAM:
+        q.execute(
+            "migrate-set-capabilities",
+            capabilities=[
+                {"capability": "mapped-ram", "state": True},
+                {"capability": "multifd", "state": True},
+            ],
+        )
+        q.execute("migrate-set-parameters", **{"multifd-channels": channels})
+
+
+def migrate_to_file(machine: Machine, path: Path, method: str, timeout: float, channels: int = 2) -> float:
+    """Stop the VM and write its state to ``path``; returns seconds. QEMU is told to quit."""
+    started = time.monotonic()
+    with machine.qmp(timeout=timeout) as q:
+        q.execute("stop")
+        _set_caps(q, method, channels)
+        q.execute("migrate", uri=f"file:{path}")
+        deadline = started + timeout
+        while True:
+            info: dict[str, Any] = q.execute("query-migrate")
+            status = info.get("status")
+            if status == "completed":
+                break
+            if status in ("failed", "cancelled"):
+                raise SnapshotError(
+                    f"migration to {path} {status}: {info.get('error-desc', 'no reason given')}"
+                )
+            if time.monotonic() > deadline:
+                raise SnapshotError(f"migration to {path} still {status} after {timeout:.0f} s")
+            time.sleep(0.02)
+        seconds = time.monotonic() - started
+        with contextlib.suppress(Exception):
+            q.execute("quit")
+    machine.wait(10)
+    return seconds
+
+
+def migrate_from_file(machine: Machine, path: Path, method: str, timeout: float, channels: int = 2) -> float:
+    """Load state into a VM started with ``-incoming defer`` and run it; returns seconds."""
+    started = time.monotonic()
+    with machine.qmp(timeout=timeout) as q:
+        _set_caps(q, method, channels)
+        q.execute("migrate-incoming", uri=f"file:{path}")
+        deadline = started + timeout
+        while True:
+            status = q.execute("query-status")["status"]
+            if status == "running":
+                break
+            if status in ("paused", "postmigrate", "prelaunch"):
+                mig = q.execute("query-migrate")
+                if mig.get("status") in ("completed", None):
+                    q.execute("cont")
+                    break
+            if status not in ("inmigrate", "paused", "postmigrate", "prelaunch", "finish-migrate"):
+                raise SnapshotError(f"VM is in state {status!r} while loading {path}")
+            mig = q.execute("query-migrate")
+            if mig.get("status") in ("failed", "cancelled"):
+                raise SnapshotError(f"loading {path} failed: {mig.get('error-desc', 'no reason given')}")
+            if not machine.running():
+                raise SnapshotError(f"QEMU exited while loading {path}: {machine.output()[-500:]}")
+            if time.monotonic() > deadline:
+                raise SnapshotError(f"loading {path} did not finish within {timeout:.0f} s (state {status})")
+            time.sleep(0.01)
+    return time.monotonic() - started

@@ -1,0 +1,26 @@
+"""Helpers shared by this project's tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+CACHE_HOME = Path(os.environ.get("STACK_EMULATOR_HOME") or "~/.stack/emulator").expanduser()
+# Away from the default block, so a developer's own emulator on 26700 is left alone.
+TEST_BASE_PORT = 27700
+
+
+def make_home(root: Path) -> Path:
+    """A stack-emulator home whose images/ is the shared image cache."""
+    root.mkdir(parents=True, exist_ok=True)
+    link = root / "images"
+    if not link.exists():
+        link.symlink_to(CACHE_HOME / "images", target_is_directory=True)
+    return root
+
+
+def qemu_pids(marker: str) -> list[int]:
+    """PIDs of qemu-system processes whose command line contains ``marker``."""
+    out = subprocess.run(["pgrep", "-f", f"qemu-system.*{marker}"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]

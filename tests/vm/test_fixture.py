@@ -1,0 +1,191 @@
+"""The stack_emulator fixture end to end: pytester inner runs on real QEMU and the compat image."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import TEST_BASE_PORT, make_home, qemu_pids
+
+INNER_SUITE = """
+import json, os, uuid
+import httpx
+
+def test_stack(stack_emulator):
+    h = stack_emulator
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with h.client("server") as server:
+        r = server.post("/api/v1/users", json={"primary_email": f"{worker}@example.com"})
+        assert r.status_code == 201, r.text
+        emails = sorted(u["primary_email"] for u in server.get("/api/v1/users").json()["items"])
+    assert httpx.get(h.backend_url + "/health?db=1").json() == {"status": "ok"}
+    record = {"worker": worker, "ports": h.ports, "emails": emails, "vm_dir": str(h.vm_dir),
+              "boot": h.boot, "pck": h.publishable_client_key, "env": h.env()}
+    out = os.environ["RECORD_DIR"]
+    with open(os.path.join(out, worker + ".json"), "w") as f:
+        json.dump(record, f)
+
+def test_other(stack_emulator):
+    assert stack_emulator.project_id == "internal"
+"""
+
+
+def run_inner(pytester: pytest.Pytester, home: Path, *args: str) -> tuple[pytest.RunResult, list[dict]]:
+    records = pytester.path / "records"
+    shutil.rmtree(records, ignore_errors=True)
+    records.mkdir()
+    os.environ["RECORD_DIR"] = str(records)
+    result = pytester.runpytest_subprocess(
+        "--stack-emulator", "--stack-emulator-image=compat", f"--stack-emulator-home={home}",
+        f"--stack-emulator-base-port={TEST_BASE_PORT}", "-p", "no:cacheprovider", "-rA", "-W", "always", *args,
+        timeout=900,
+    )  # fmt: skip
+    return result, [json.loads(p.read_text()) for p in sorted(records.glob("*.json"))]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, compat_image: object) -> Path:
+    return make_home(tmp_path_factory.mktemp("fixture-home"))
+
+
+def captures(home: Path) -> list[Path]:
+    return [p for p in (home / "snapshots").iterdir() if not p.name.startswith(".")]
+
+
+def test_two_workers_one_capture_own_ports_isolated_data_nothing_left(
+    pytester: pytest.Pytester, home: Path
+) -> None:
+    pytester.makepyfile(test_inner=INNER_SUITE)
+    result, records = run_inner(pytester, home, "-n", "2")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["stack-emulator snapshot: captured *", "stack-emulator restore: mapped-ram"])
+    result.stdout.fnmatch_lines(["stack-emulator accelerator: *"])
+    assert len(captures(home)) == 1
+    assert {r["worker"] for r in records} == {"gw0", "gw1"}
+    by_worker = {r["worker"]: r for r in records}
+    assert set(by_worker["gw0"]["ports"].values()).isdisjoint(by_worker["gw1"]["ports"].values())
+    for worker, record in by_worker.items():
+        assert record["boot"] == "resume"
+        # Each worker sees only the user it created: two separate stacks.
+        assert record["emails"] == [f"{worker}@example.com"]
+        assert not Path(record["vm_dir"]).exists()
+        assert record["env"]["VITE_STACK_PUBLISHABLE_CLIENT_KEY"] == record["pck"]
+    assert qemu_pids(str(home)) == []
+    # The placeholder keys were used; the report header says so once.
+    assert result.stdout.str().count("placeholder (not rotated)") == 1
+
+
+def test_second_session_resumes_without_capturing(pytester: pytest.Pytester, home: Path) -> None:
+    before = captures(home)
+    pytester.makepyfile(test_inner=INNER_SUITE)
+    result, records = run_inner(pytester, home)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["stack-emulator snapshot: reused *"])
+    assert captures(home) == before
+    assert [r["boot"] for r in records] == ["resume"]
+    assert qemu_pids(str(home)) == []
+
+
+def test_rotation_replaces_the_placeholder_keys(pytester: pytest.Pytester, home: Path) -> None:
+    pytester.makepyfile(
+        test_rot="""
+import httpx
+PLACEHOLDER = "0" * 32 + "e" * 32
+
+def test_keys(stack_emulator):
+    h = stack_emulator
+    assert h.secret_server_key != PLACEHOLDER
+    old = {**h.headers("server"), "x-stack-secret-server-key": PLACEHOLDER}
+    assert httpx.get(h.backend_url + "/api/v1/users", headers=old).status_code == 401
+    with h.client("server") as c:
+        assert c.get("/api/v1/users").status_code == 200
+    assert (h.vm_dir / "internal-pck").read_text() == h.publishable_client_key
+"""
+    )
+    result, _ = run_inner(pytester, home, "--stack-emulator-rotate")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["stack-emulator keys: fresh per VM (rotated)"])
+
+
+def test_failing_test_keeps_the_run_dir_and_shows_the_serial_log(
+    pytester: pytest.Pytester, home: Path
+) -> None:
+    pytester.makepyfile(
+        test_fail="""
+def test_fails(stack_emulator):
+    print("VMDIR", stack_emulator.vm_dir)
+    assert False, "on purpose"
+"""
+    )
+    result, _ = run_inner(pytester, home)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*stack-emulator serial log (*serial.log)*", "*kept * for debugging*"])
+    vm_dir = Path(next(line.split()[1] for line in result.stdout.lines if line.startswith("VMDIR")))
+    assert (vm_dir / "serial.log").exists()
+    assert (vm_dir / "kept").exists()
+    assert qemu_pids(str(home)) == []
+    shutil.rmtree(vm_dir)
+
+
+def test_corrupt_ram_file_falls_back_to_cold_boot_with_a_warning(
+    pytester: pytest.Pytester, home: Path, tmp_path: Path
+) -> None:
+    # A copy of the home, so that the shared snapshot stays good.
+    copy = make_home(tmp_path / "home-copy")
+    shutil.copytree(home / "snapshots", copy / "snapshots")
+    for ram in (copy / "snapshots").glob("*/ram.*"):
+        os.chmod(ram, 0o644)
+        with ram.open("r+b") as f:
+            f.seek(0)
+            f.write(b"\xde\xad\xbe\xef" * 4096)
+    pytester.makepyfile(test_inner=INNER_SUITE)
+    result, records = run_inner(pytester, copy)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*StackEmulatorWarning: snapshot resume failed in *, cold boot instead: *"])
+    assert [r["boot"] for r in records] == ["cold"]
+    assert qemu_pids(str(copy)) == []
+
+
+LEFTOVER = """
+import sys, threading, time
+from pathlib import Path
+from pytest_stack_emulator import config, emulator
+
+home = Path(sys.argv[1])
+prepared = emulator.prepare(config.resolve({"image": "compat", "home": home, "base_port": int(sys.argv[2])}, {}, {}))
+box = {}
+# Started from a thread, QEMU does not die with this process: a crash leaves it running.
+t = threading.Thread(target=lambda: box.update(inst=emulator.start(prepared, worker="leftover")))
+t.start(); t.join()
+print(box["inst"].machine.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_vm_whose_owner_died_is_stopped_by_the_next_session(home: Path, tmp_path: Path) -> None:
+    script = tmp_path / "leftover.py"
+    script.write_text(textwrap.dedent(LEFTOVER))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(home), str(TEST_BASE_PORT)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    qemu_pid = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+    assert qemu_pid in qemu_pids(str(home))
+    run_dirs = list((home / "run").glob("*-leftover"))
+    assert len(run_dirs) == 1
+
+    from pytest_stack_emulator.emulator import Home, reap
+
+    done = reap(Home(home))
+    assert any(f"stopped leftover QEMU pid {qemu_pid}" in line for line in done)
+    assert qemu_pids(str(home)) == []
+    assert not run_dirs[0].exists()
