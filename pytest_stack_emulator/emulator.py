@@ -208,7 +208,7 @@ def probe_host(arch: str, accel: str = "auto") -> HostInfo:
     proc = subprocess.Popen(
         [qemu, "-machine", "none", "-nodefaults", "-display", "none",
          "-chardev", f"socket,id=m,path={sock},server=on,wait=off", "-mon", "chardev=m,mode=control"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         with QMPConnection(sock, timeout=15) as q:

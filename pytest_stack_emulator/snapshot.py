@@ -112,7 +112,13 @@ class SnapshotStore:
             return None
         if meta.get("key") != asdict(key):
             return None
-        snap = Snapshot(directory, key, dict(meta["guest_ports"]), float(meta.get("capture_seconds", 0)))
+        snap = Snapshot(
+            directory,
+            key,
+            dict(meta["guest_ports"]),
+            float(meta.get("capture_seconds", 0)),
+            float(meta.get("boot_seconds", 0)),
+        )
         if not snap.disk.exists() or not snap.ram.exists():
             return None
         if snap.ram.stat().st_size != meta.get("ram_bytes"):

@@ -15,25 +15,23 @@ import pytest
 from tests.helpers import TEST_BASE_PORT, make_home, qemu_pids
 
 INNER_SUITE = """
-import json, os, uuid
+import json, os
 import httpx
+import pytest
 
-def test_stack(stack_emulator):
+@pytest.mark.parametrize("n", range(2))
+def test_stack(stack_emulator, n):
     h = stack_emulator
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     with h.client("server") as server:
-        r = server.post("/api/v1/users", json={"primary_email": f"{worker}@example.com"})
+        r = server.post("/api/v1/users", json={"primary_email": f"{worker}-{n}@example.com"})
         assert r.status_code == 201, r.text
         emails = sorted(u["primary_email"] for u in server.get("/api/v1/users").json()["items"])
     assert httpx.get(h.backend_url + "/health?db=1").json() == {"status": "ok"}
-    record = {"worker": worker, "ports": h.ports, "emails": emails, "vm_dir": str(h.vm_dir),
+    record = {"worker": worker, "n": n, "ports": h.ports, "emails": emails, "vm_dir": str(h.vm_dir),
               "boot": h.boot, "pck": h.publishable_client_key, "env": h.env()}
-    out = os.environ["RECORD_DIR"]
-    with open(os.path.join(out, worker + ".json"), "w") as f:
+    with open(os.path.join(os.environ["RECORD_DIR"], f"{worker}-{n}.json"), "w") as f:
         json.dump(record, f)
-
-def test_other(stack_emulator):
-    assert stack_emulator.project_id == "internal"
 """
 
 
@@ -63,18 +61,19 @@ def test_two_workers_one_capture_own_ports_isolated_data_nothing_left(
     pytester: pytest.Pytester, home: Path
 ) -> None:
     pytester.makepyfile(test_inner=INNER_SUITE)
-    result, records = run_inner(pytester, home, "-n", "2")
+    # --dist each: every worker runs every test, so both workers surely start a VM.
+    result, records = run_inner(pytester, home, "-n", "2", "--dist", "each")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["stack-emulator snapshot: captured *", "stack-emulator restore: mapped-ram"])
     result.stdout.fnmatch_lines(["stack-emulator accelerator: *"])
     assert len(captures(home)) == 1
-    assert {r["worker"] for r in records} == {"gw0", "gw1"}
-    by_worker = {r["worker"]: r for r in records}
-    assert set(by_worker["gw0"]["ports"].values()).isdisjoint(by_worker["gw1"]["ports"].values())
-    for worker, record in by_worker.items():
+    assert sorted((r["worker"], r["n"]) for r in records) == [("gw0", 0), ("gw0", 1), ("gw1", 0), ("gw1", 1)]
+    last = {r["worker"]: r for r in records if r["n"] == 1}
+    assert set(last["gw0"]["ports"].values()).isdisjoint(last["gw1"]["ports"].values())
+    for worker, record in last.items():
         assert record["boot"] == "resume"
-        # Each worker sees only the user it created: two separate stacks.
-        assert record["emails"] == [f"{worker}@example.com"]
+        # Each worker sees only the users it created: two separate stacks.
+        assert record["emails"] == [f"{worker}-0@example.com", f"{worker}-1@example.com"]
         assert not Path(record["vm_dir"]).exists()
         assert record["env"]["VITE_STACK_PUBLISHABLE_CLIENT_KEY"] == record["pck"]
     assert qemu_pids(str(home)) == []
@@ -89,7 +88,7 @@ def test_second_session_resumes_without_capturing(pytester: pytest.Pytester, hom
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["stack-emulator snapshot: reused *"])
     assert captures(home) == before
-    assert [r["boot"] for r in records] == ["resume"]
+    assert [r["boot"] for r in records] == ["resume", "resume"]
     assert qemu_pids(str(home)) == []
 
 
@@ -149,7 +148,7 @@ def test_corrupt_ram_file_falls_back_to_cold_boot_with_a_warning(
     result, records = run_inner(pytester, copy)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*StackEmulatorWarning: snapshot resume failed in *, cold boot instead: *"])
-    assert [r["boot"] for r in records] == ["cold"]
+    assert [r["boot"] for r in records] == ["cold", "cold"]
     assert qemu_pids(str(copy)) == []
 
 
@@ -189,3 +188,25 @@ def test_a_vm_whose_owner_died_is_stopped_by_the_next_session(home: Path, tmp_pa
     assert any(f"stopped leftover QEMU pid {qemu_pid}" in line for line in done)
     assert qemu_pids(str(home)) == []
     assert not run_dirs[0].exists()
+
+
+def test_shared_directory_is_hot_plugged_and_mounted_after_resume(home: Path, tmp_path: Path) -> None:
+    from pytest_stack_emulator import config, emulator
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "hello.txt").write_text("from the host\n")
+    settings = config.resolve(
+        {"image": "compat", "home": home, "share": str(shared), "base_port": TEST_BASE_PORT}, {}, {}
+    )
+    inst = emulator.start(emulator.prepare(settings), worker="share")
+    try:
+        assert inst.handle.boot == "resume"
+        result = inst.machine.qga().exec("/bin/cat", ["/host/hello.txt"])
+        assert (result.exitcode, result.stdout) == (0, "from the host\n")
+        # Only the named directory is shared: its parent is not reachable.
+        listing = inst.machine.qga().exec("/bin/ls", ["-a", "/host"]).stdout.split()
+        assert sorted(listing) == [".", "..", "hello.txt"]
+    finally:
+        inst.stop()
+    assert qemu_pids(str(home)) == []

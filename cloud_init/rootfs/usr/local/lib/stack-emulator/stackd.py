@@ -2240,7 +2240,7 @@ APP = None
 def db_init_loop(env):
     """Create the schema, keep placeholder keys, apply env keys once per boot; retry until it works."""
     marker = os.path.join(APP.cfg.run_dir, "env-keys-applied")
-    delay = 0.5
+    started = time.monotonic()
     while True:
         try:
             APP.db.run(lambda cur: init_schema(cur, force_placeholders=False))
@@ -2270,8 +2270,8 @@ def db_init_loop(env):
             if message != APP.db_init_error:
                 log("database not ready (retrying): %s" % message)
             APP.db_init_error = message
-            time.sleep(delay)
-            delay = min(delay * 2, 5)
+            # PostgreSQL usually starts alongside stackd at boot: poll briskly at first
+            time.sleep(0.25 if time.monotonic() - started < 60 else 2)
 
 
 def sd_notify(message):

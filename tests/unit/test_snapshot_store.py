@@ -1,0 +1,62 @@
+"""Snapshot directories: atomic commit, and a snapshot that does not match is never loaded."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from pytest_stack_emulator.snapshot import SnapshotKey, SnapshotStore
+
+KEY = SnapshotKey("ab" * 32, "10.0.2", "tcg", "max", 1024, 2, 1, "mapped-ram")
+
+
+def staged(store: SnapshotStore) -> Path:
+    staging = store.staging()
+    (staging / "disk.qcow2").write_bytes(b"disk")
+    (staging / "ram.raw").write_bytes(b"r" * 4096)
+    return staging
+
+
+def test_commit_makes_a_loadable_read_only_snapshot(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    assert store.load(KEY) is None
+    snap = store.commit(staged(store), KEY, {"mock_oauth": 26704}, 1.5, 30.0)
+    assert snap.directory == tmp_path / KEY.id
+    assert (snap.guest_ports, snap.capture_seconds, snap.boot_seconds) == ({"mock_oauth": 26704}, 1.5, 30.0)
+    assert snap.disk.stat().st_mode & 0o222 == 0
+    assert store.load(KEY) == snap
+    assert [p.name for p in tmp_path.iterdir()] == [KEY.id]
+
+
+def test_unfinished_capture_is_not_a_snapshot(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    staged(store)  # never committed: no meta.json, temporary name
+    assert store.load(KEY) is None
+
+
+def test_truncated_ram_file_is_not_loaded(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    snap = store.commit(staged(store), KEY, {}, 1.0)
+    snap.ram.write_bytes(b"short")
+    assert store.load(KEY) is None
+
+
+def test_every_key_field_changes_the_id() -> None:
+    ids = {KEY.id}
+    for field, value in [("image_digest", "cd" * 32), ("qemu_version", "9.2.0"), ("accel", "kvm"),
+                         ("cpu", "host"), ("ram_mb", 2048), ("vcpus", 4), ("layout_version", 2),
+                         ("restore_method", "stream")]:  # fmt: skip
+        ids.add(dataclasses.replace(KEY, **{field: value}).id)
+    assert len(ids) == 9
+
+
+def test_prune_removes_other_snapshots_of_the_same_image_only(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    old = dataclasses.replace(KEY, qemu_version="9.2.0")
+    other_image = dataclasses.replace(KEY, image_digest="ef" * 32)
+    for key in (KEY, old, other_image):
+        store.commit(staged(store), key, {}, 1.0)
+    removed = store.prune(KEY)
+    assert removed == [tmp_path / old.id]
+    assert store.load(KEY) is not None
+    assert store.load(other_image) is not None
