@@ -46,8 +46,6 @@ KERNEL_APPEND = (
     "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=3 mitigations=off "
     "random.trust_cpu=on systemd.show_status=false"
 )
-# Modules the initramfs needs to mount the root disk; everything else loads from the root.
-INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "ext4")
 # Kernel module trees a VM on virtio never needs; removing them saves about 250 MB.
 PRUNED_MODULE_DIRS = (
     "drivers/gpu", "drivers/media", "drivers/net/wireless", "drivers/net/ethernet",
@@ -264,12 +262,11 @@ class CompatImageBuilder:
     def _mmdebstrap(self, rootfs: Path, work: Path, progress: Progress) -> None:
         packages = read_packages(self.source)
         setup = work / "scratch" / "setup-hook.sh"
-        modules = "\n".join(INITRAMFS_MODULES)
+        # The initramfs settings go in before the kernel package, whose install builds it.
         setup.write_text(
             "set -e\n"
-            'mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d"\n'
-            'printf "MODULES=list\\nCOMPRESS=zstd\\n" > "$1/etc/initramfs-tools/conf.d/stack-emulator"\n'
-            f'printf "{modules}\\n" > "$1/usr/share/initramfs-tools/modules.d/stack-emulator"\n'
+            'mkdir -p "$1/etc/initramfs-tools"\n'
+            f'cp -a "{self.source / "rootfs" / "etc" / "initramfs-tools"}/." "$1/etc/initramfs-tools/"\n'
         )
         customize = work / "scratch" / "customize-hook.sh"
         pruned = " ".join(PRUNED_MODULE_DIRS)

@@ -161,12 +161,16 @@ class SnapshotStore:
         shutil.rmtree(self.path(key), ignore_errors=True)
 
     def prune(self, keep: SnapshotKey) -> list[Path]:
-        """Remove other snapshots of the same image (stale QEMU, accelerator...)."""
+        """Remove stale snapshots of the same image and restore method (older QEMU, other
+        accelerator...). Snapshots for the other restore method stay."""
         removed = []
         for meta_path in self.root.glob("*/meta.json"):
             with contextlib.suppress(ValueError, KeyError, OSError):
                 other = json.loads(meta_path.read_text())["key"]
-                if other["image_digest"] == keep.image_digest and other != asdict(keep):
+                same_kind = other["image_digest"] == keep.image_digest and (
+                    other["restore_method"] == keep.restore_method
+                )
+                if same_kind and other != asdict(keep):
                     shutil.rmtree(meta_path.parent, ignore_errors=True)
                     removed.append(meta_path.parent)
         return removed

@@ -54,9 +54,14 @@ def test_prune_removes_other_snapshots_of_the_same_image_only(tmp_path: Path) ->
     store = SnapshotStore(tmp_path)
     old = dataclasses.replace(KEY, qemu_version="9.2.0")
     other_image = dataclasses.replace(KEY, image_digest="ef" * 32)
-    for key in (KEY, old, other_image):
-        store.commit(staged(store), key, {}, 1.0)
+    stream = dataclasses.replace(KEY, restore_method="stream")
+    for key in (KEY, old, other_image, stream):
+        staging = staged(store)
+        if key is stream:
+            (staging / "ram.raw").rename(staging / "ram.stream")
+        store.commit(staging, key, {}, 1.0)
     removed = store.prune(KEY)
     assert removed == [tmp_path / old.id]
     assert store.load(KEY) is not None
     assert store.load(other_image) is not None
+    assert store.load(stream) is not None

@@ -30,12 +30,11 @@ import socketserver
 import sys
 import threading
 import time
-import traceback
 import urllib.parse
 import uuid
 from datetime import datetime, timezone
+from html import escape as _html_escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from xml.sax.saxutils import escape as xml_escape
 
 import psycopg2
 import psycopg2.errors
@@ -128,6 +127,16 @@ CREATE TABLE IF NOT EXISTS emulator.email_verifications (
 """
 
 USER_COLUMNS = "id, primary_email, primary_email_verified, display_name, password_hash, signed_up_at"
+
+
+def xml_escape(text):
+    """Escape text for XML/HTML content and attribute values."""
+    return _html_escape(text, quote=True)
+
+
+def format_exc():
+    import traceback  # only on errors: keeps start-up imports small
+    return traceback.format_exc()
 
 
 def log(msg):
@@ -487,7 +496,7 @@ class BaseHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         except Exception:
             log("%s: internal error on %s %s:\n%s" % (self.service, self.command, self.path[:200],
-                                                     traceback.format_exc()))
+                                                     format_exc()))
             self._fail(lambda: self.send_api_error(
                 ApiError(500, "INTERNAL_ERROR", "internal error in the emulator (see the guest journal)")))
         finally:
@@ -1218,7 +1227,7 @@ def send_verification_email(address, link):
     msg["Message-ID"] = make_msgid(domain="stack-emulator.local")
     msg.set_content("Welcome!\n\nPlease verify your email address by opening this link:\n\n%s\n" % link)
     msg.add_alternative('<p>Welcome!</p><p>Please verify your email address: '
-                        '<a href="%s">Verify my email</a></p>' % xml_escape(link, {'"': "&quot;"}),
+                        '<a href="%s">Verify my email</a></p>' % xml_escape(link),
                         subtype="html")
     try:
         with smtplib.SMTP("127.0.0.1", APP.cfg.smtp_port, local_hostname="stack-emulator",
@@ -1832,7 +1841,7 @@ class SMTPHandler(socketserver.StreamRequestHandler):
         except (ConnectionError, TimeoutError, socket.timeout):
             pass
         except Exception:
-            log("smtp: internal error:\n%s" % traceback.format_exc())
+            log("smtp: internal error:\n%s" % format_exc())
 
     def session(self):
         self.reply("220 stack-emulator ESMTP mail catcher ready")
@@ -2103,7 +2112,7 @@ class OAuthHandler(BaseHandler):
             raise ApiError(400, "invalid_request", "redirect_uri must be an http(s) URL")
         if p.get("login_hint") or p.get("prompt") == "none":
             return self._issue_code(p, p.get("login_hint") or "mock-user@example.com")
-        hidden = "".join('<input type="hidden" name="%s" value="%s">' % (xml_escape(k), xml_escape(v, {'"': "&quot;"}))
+        hidden = "".join('<input type="hidden" name="%s" value="%s">' % (xml_escape(k), xml_escape(v))
                          for k, v in p.items())
         self.send_html(200, PAGE.format(title="Mock OAuth sign-in", body=(
             '<form method="post" action="/auth">%s<label>Email <input type="email" name="email" '
