@@ -90,7 +90,13 @@ def resume_group(prepared: emulator.Prepared, count: int) -> dict[str, Any]:
         return inst, time.monotonic() - t
 
     with ThreadPoolExecutor(max_workers=count) as pool:
-        results = list(pool.map(one, range(count)))
+        futures = [pool.submit(one, i) for i in range(count)]
+        done = [f.result() for f in futures if f.exception() is None]
+        failed = [f.exception() for f in futures if f.exception() is not None]
+    if failed:
+        emulator.stop_all([inst for inst, _ in done])
+        raise RuntimeError(f"{len(failed)} of {count} VMs did not start: {failed[0]}")
+    results = done
     wall = time.monotonic() - started
     instances = [inst for inst, _ in results]
     try:
@@ -295,7 +301,10 @@ def main(args: argparse.Namespace) -> int:
         images.symlink_to(settings.home / "images", target_is_directory=True)
     workers = tuple(int(w) for w in args.workers.split(","))
     repeat = 1 if args.quick else args.repeat
-    result = run(home, repeat=repeat, workers=workers, overhead=True)
+    try:
+        result = run(home, repeat=repeat, workers=workers, overhead=True)
+    finally:
+        emulator.stop_all()  # nothing outlives the benchmark, also on Ctrl-C
     (output / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
     (output / "bench.md").write_text(table)

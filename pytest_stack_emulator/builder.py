@@ -165,22 +165,30 @@ class CompatImageBuilder:
         self.accel = accel
         self.target = store_dir / f"{COMPAT_NAME}-amd64"
 
+    @property
+    def directory(self) -> Path:
+        """The build the ``compat-amd64`` pointer names (a real directory, never replaced)."""
+        return self.target.resolve()
+
     def cached(self) -> Manifest | None:
         """The built image's manifest when its inputs hash matches the current inputs."""
-        path = self.target / "manifest.json"
+        path = self.directory / "manifest.json"
         if not path.exists():
             return None
         with contextlib.suppress(Exception):
             manifest = Manifest.load(path)
-            if manifest.inputs_hash == inputs_hash(self.source) and (self.target / manifest.disk).exists():
+            if manifest.inputs_hash == inputs_hash(self.source) and (self.directory / manifest.disk).exists():
                 return manifest
         return None
 
     def build(self, force: bool = False) -> BuildResult:
+        """Build into a new directory named after the disk's digest, then switch the
+        ``compat-amd64`` pointer to it. A build in use by a running VM or a snapshot is never
+        overwritten in place; older builds but the previous one are removed."""
         started = time.monotonic()
         if not force and (manifest := self.cached()) is not None:
-            log.info("compat image is up to date: %s", self.target)
-            return BuildResult(manifest, self.target, False, 0.0)
+            log.info("compat image is up to date: %s", self.directory)
+            return BuildResult(manifest, self.directory, False, 0.0)
         check_host_tools()
         work = self.store_dir / f".build-{COMPAT_NAME}-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
@@ -188,19 +196,35 @@ class CompatImageBuilder:
         try:
             with Progress("build-image", log) as progress:
                 manifest = self._build(work, progress)
-                progress.step(f"installing into {self.target}")
                 serial = work / "scratch" / "provision-vm" / "serial.log"
                 if serial.exists():
                     shutil.copy2(serial, work / "provision-serial.log")
                 shutil.rmtree(work / "scratch")
-                old = self.store_dir / f".old-{COMPAT_NAME}-{os.getpid()}"
-                if self.target.exists():
-                    self.target.rename(old)
-                work.rename(self.target)
-                shutil.rmtree(old, ignore_errors=True)
+                final = self._install(work, manifest, progress)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        return BuildResult(manifest, self.target, True, time.monotonic() - started)
+        return BuildResult(manifest, final, True, time.monotonic() - started)
+
+    def _install(self, work: Path, manifest: Manifest, progress: Progress) -> Path:
+        assert manifest.digest is not None
+        final = self.store_dir / f"{self.target.name}-{manifest.digest[:12]}"
+        progress.step(f"installing into {final}")
+        previous = self.directory if self.target.is_symlink() else None
+        if self.target.is_dir() and not self.target.is_symlink():
+            # A store from before pointers: keep that build under a name of its own.
+            self.target.rename(self.store_dir / f"{self.target.name}-legacy-{os.getpid()}")
+            previous = self.store_dir / f"{self.target.name}-legacy-{os.getpid()}"
+        if final.exists():
+            shutil.rmtree(final)
+        work.rename(final)
+        pointer = self.store_dir / f".{self.target.name}.{os.getpid()}.link"
+        pointer.unlink(missing_ok=True)
+        pointer.symlink_to(final.name)
+        os.replace(pointer, self.target)
+        for old in self.store_dir.glob(f"{self.target.name}-*"):
+            if old.is_dir() and old not in (final, previous):
+                shutil.rmtree(old, ignore_errors=True)
+        return final
 
     def _build(self, work: Path, progress: Progress) -> Manifest:
         digest_in = inputs_hash(self.source)

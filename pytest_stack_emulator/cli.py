@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="A small run: 1 repetition, workers 1 and 2, no pytest overhead",
+        help="A small run: one repetition of each measurement",
     )
     p.set_defaults(func=cmd_bench)
     return parser

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from typing import Any
 import httpx
 
 from .config import Settings
-from .errors import MachineError, SnapshotError, StackEmulatorError
+from .errors import HostSetupError, MachineError, SnapshotError, StackEmulatorError
 from .health import wait_healthy
 from .images import Image, ImageStore, locked
 from .iso import write_atomic, write_runtime_iso
@@ -48,6 +49,7 @@ from .runtime import base_env, runtime_env
 from .snapshot import (
     Snapshot,
     SnapshotKey,
+    SnapshotLoadError,
     SnapshotStore,
     choose_restore_method,
     migrate_from_file,
@@ -200,27 +202,29 @@ def probe_host(arch: str, accel: str = "auto") -> HostInfo:
         return _probe_cache[cache_key]
     version = qemu_version(qemu)
     choice = detect_accel(accel, arch, qemu=qemu)
-    sock_dir = (
-        Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / f"stack-emulator-probe-{uuid.uuid4().hex[:8]}"
-    )
-    sock_dir.mkdir(mode=0o700)
+    sock_dir = Path(tempfile.mkdtemp(prefix="stack-emulator-probe-"))
     sock = sock_dir / "qmp.sock"
-    proc = subprocess.Popen(
-        [qemu, "-machine", "none", "-nodefaults", "-display", "none",
-         "-chardev", f"socket,id=m,path={sock},server=on,wait=off", "-mon", "chardev=m,mode=control"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    errors = sock_dir / "stderr"
+    argv = [qemu, "-machine", "none", "-nodefaults", "-display", "none",
+            "-chardev", f"socket,id=m,path={sock},server=on,wait=off", "-mon", "chardev=m,mode=control"]  # fmt: skip
     try:
-        with QMPConnection(sock, timeout=15) as q:
-            caps = frozenset(q.capabilities())
-            with contextlib.suppress(Exception):
-                q.execute("quit")
+        with errors.open("wb") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            with QMPConnection(sock, timeout=15, alive=lambda: proc.poll() is None) as q:
+                caps = frozenset(q.capabilities())
+                with contextlib.suppress(Exception):
+                    q.execute("quit")
+        except MachineError as exc:
+            said = errors.read_text(errors="replace")[-1000:]
+            raise HostSetupError(f"probing `{' '.join(argv)}` failed: {exc}\nQEMU said: {said}") from None
+        finally:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     finally:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         shutil.rmtree(sock_dir, ignore_errors=True)
     info = HostInfo(qemu, version, choice, caps)
     _probe_cache[cache_key] = info
@@ -294,7 +298,7 @@ def prepare(settings: Settings, capture: bool = True, warn: Warn | None = None) 
                 try:
                     snapshot = capture_snapshot(home, image, host, key, settings)
                     state = f"captured {key.id} in {snapshot.capture_seconds:.1f} s"
-                    store.prune(key)
+                    store.prune(key, home.locks)
                 except StackEmulatorError as exc:
                     warn(f"snapshot capture failed, every VM will boot cold: {exc}")
                     state = f"capture failed ({type(exc).__name__}); cold boot"
@@ -364,13 +368,13 @@ def capture_snapshot(
 ) -> Snapshot:
     """Cold boot with the snapshot layout, wait for health, migrate to a file (§4)."""
     store = home.snapshot_store()
-    staging = store.staging()
     vm_dir = home.run / f"capture-{os.getpid()}"
-    shutil.rmtree(vm_dir, ignore_errors=True)
-    vm_dir.mkdir(parents=True)
     block = home.allocator(settings.base_port).allocate(0, note="capture")
+    staging = store.staging()
     machine: Machine | None = None
     try:
+        shutil.rmtree(vm_dir, ignore_errors=True)
+        vm_dir.mkdir(parents=True)
         with Progress("capture", log) as progress:
             disk = staging / "disk.qcow2"
             create_overlay(disk, image.disk)
@@ -390,9 +394,9 @@ def capture_snapshot(
             boot = time.monotonic() - launched
             progress.step(f"all services healthy after {boot:.1f} s; QMP capture ({key.restore_method})")
             ram = staging / ("ram.raw" if key.restore_method == "mapped-ram" else "ram.stream")
-            took = migrate_to_file(machine, ram, key.restore_method, timeout=300)
+            took = migrate_to_file(machine, ram, key.restore_method, timeout=300, qemu_version=host.version)
             machine.kill()
-            snap = store.commit(staging, key, guest_ports, took, boot)
+            snap = store.commit(staging, key, guest_ports, took, boot, image_disk=image.disk)
             sizes = snap.sizes()
             progress.step(f"snapshot {key.id}: migration {took:.2f} s, {sizes['logical'] / 1e6:.0f} MB "
                           f"logical, {sizes['allocated'] / 1e6:.0f} MB allocated")  # fmt: skip
@@ -545,12 +549,12 @@ def start(
     session = session or f"{os.getpid()}"
     home = prepared.home
     vm_dir = home.run / f"{session}-{worker}"
-    shutil.rmtree(vm_dir, ignore_errors=True)
-    vm_dir.mkdir(parents=True)
     index = worker_index(worker) if worker_idx is None else worker_idx
     block = home.allocator(prepared.settings.base_port).allocate(index, note=str(vm_dir))
     warnings: list[str] = []
     try:
+        shutil.rmtree(vm_dir, ignore_errors=True)
+        vm_dir.mkdir(parents=True)
         if prepared.snapshot is not None:
             try:
                 inst = _boot(prepared, vm_dir, block, session, worker, resume=True)
@@ -558,6 +562,9 @@ def start(
                 return inst
             except StackEmulatorError as exc:
                 message = f"snapshot resume failed in {vm_dir}, cold boot instead: {exc}"
+                if isinstance(exc, SnapshotLoadError):
+                    _discard_snapshot(prepared)
+                    message += f" (snapshot {prepared.key.id} discarded; the next session captures it again)"
                 warn(message)
                 warnings.append(message)
                 for name in ("disk.qcow2", "serial.log", "owner.json"):
@@ -567,7 +574,19 @@ def start(
         return inst
     except BaseException:
         block.release()
+        shutil.rmtree(vm_dir, ignore_errors=True)
         raise
+
+
+def _discard_snapshot(prepared: Prepared) -> None:
+    """Remove a snapshot whose RAM file does not load, so that it is captured again."""
+    home = prepared.home
+    lock = home.locks / f"snapshot-{prepared.key.id}.lock"
+    with (
+        contextlib.suppress(StackEmulatorError),
+        locked(lock, f"discarding snapshot {prepared.key.id}", timeout=60),
+    ):
+        home.snapshot_store().discard(prepared.key)
 
 
 def _boot(
@@ -590,7 +609,7 @@ def _boot(
                           incoming=resume, share=settings.share, vm_dir_host=vm_dir)  # fmt: skip
     machine = Machine(cfg)
     timeout = settings.resume_timeout if resume else settings.boot_timeout
-    machine.launch()
+    timeout_option = "--stack-emulator-resume-timeout" if resume else "--stack-emulator-boot-timeout"
     handle = StackEmulator(
         ports=dict(block.ports),
         project_id=image.manifest.project_id,
@@ -603,18 +622,25 @@ def _boot(
     inst = Instance(handle, machine, block, prepared, timings)
     _registry.add(inst)
     try:
+        machine.launch()
         _owner_record(vm_dir, machine, session, worker)
         timings["launch"] = time.monotonic() - t0
         qga = machine.qga(timeout=10)
         if resume:
             assert prepared.snapshot is not None
-            migrate_from_file(machine, prepared.snapshot.ram, prepared.restore_method, timeout)
+            migrate_from_file(
+                machine,
+                prepared.snapshot.ram,
+                prepared.restore_method,
+                timeout,
+                qemu_version=prepared.host.version,
+            )
             timings["loaded"] = time.monotonic() - t0
             qga.sync(timeout)
             timings["qga"] = time.monotonic() - t0
         else:
             wait_healthy(image.manifest.services, block.ports, timeout, alive=machine.running,
-                         what=f"services of the VM in {vm_dir}")  # fmt: skip
+                         what=f"services of the VM in {vm_dir}", timeout_option=timeout_option)  # fmt: skip
             timings["booted"] = time.monotonic() - t0
             if settings.share or settings.rotate:
                 qga.sync(timeout)
@@ -636,7 +662,7 @@ def _boot(
                     "expose this stack beyond 127.0.0.1. Use --stack-emulator-rotate for fresh keys."
                 )
         wait_healthy(image.manifest.services, block.ports, timeout, alive=machine.running,
-                     what=f"services of the VM in {vm_dir}")  # fmt: skip
+                     what=f"services of the VM in {vm_dir}", timeout_option=timeout_option)  # fmt: skip
         timings["healthy"] = time.monotonic() - t0
         return inst
     except BaseException as exc:
@@ -676,8 +702,8 @@ def reap(home: Home, include_kept: bool = False) -> list[str]:
                 done.append(f"removed {vm_dir}")
     if home.snapshots.is_dir():
         for staging in home.snapshots.glob(".capture-*"):
-            pid = int(staging.name.split("-")[1])
-            if not ProcessId(pid, None).alive():
+            pid_text = staging.name.split("-")[1] if staging.name.count("-") >= 2 else ""
+            if not pid_text.isdigit() or not ProcessId(int(pid_text), None).alive():
                 shutil.rmtree(staging, ignore_errors=True)
                 done.append(f"removed unfinished capture {staging}")
     PortAllocator(home.root).release_stale()

@@ -13,6 +13,7 @@ import pytest
 
 from . import emulator
 from .config import Settings
+from .errors import StackEmulatorError
 from .plugin import state_of
 
 
@@ -38,8 +39,15 @@ def stack_emulator(
     state = state_of(pytestconfig)
     if state.prepare_error is not None:
         raise state.prepare_error
+    if state.controller_error is not None:
+        raise StackEmulatorError(f"preparing failed in the xdist controller: {state.controller_error}")
     workerinput: dict[str, Any] = getattr(pytestconfig, "workerinput", {})
-    prepared = state.prepared or emulator.prepare(stack_emulator_settings)
+    prepared = state.prepared
+    if prepared is None or prepared.settings != stack_emulator_settings:
+        # An xdist worker, or settings overridden in conftest.py. A worker never captures
+        # when its controller already tried: it resumes what is there or boots cold.
+        capture = not state.controller_prepared
+        prepared = emulator.prepare(stack_emulator_settings, capture=capture)
     messages: list[str] = []
     instance = emulator.start(
         prepared,

@@ -48,6 +48,7 @@ def wait_healthy(
     alive: Callable[[], bool] | None = None,
     on_progress: Callable[[str], None] | None = None,
     interval: float = 0.05,
+    timeout_option: str = "--stack-emulator-boot-timeout",
 ) -> float:
     """Poll every service until all are healthy. Returns the seconds it took.
 
@@ -78,7 +79,7 @@ def wait_healthy(
                     f"{what} not healthy after {timeout:.0f} s. Still failing: "
                     + "; ".join(last[n].detail for n in pending)
                     + ". Look at serial.log in the VM directory; raise the timeout with "
-                    "--stack-emulator-boot-timeout if the machine is slow."
+                    f"{timeout_option} if the machine is slow."
                 )
             if on_progress and now - reported > 10:
                 reported = now

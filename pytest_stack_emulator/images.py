@@ -62,8 +62,8 @@ def locked(path: Path, what: str, timeout: float = 3600.0) -> Iterator[None]:
             lock.acquire(timeout=timeout)
         except Timeout:
             raise ImageError(
-                f"gave up after {timeout:.0f} s waiting for the lock {path} ({what}). If no "
-                "other stack-emulator process runs, remove that file."
+                f"gave up after {timeout:.0f} s waiting for the lock {path} ({what}): another "
+                f"process still holds it. Find it with `fuser {path}` or `stack-emulator list`."
             ) from None
         log.info("lock %s free after %.1f s", path, time.monotonic() - started)
     try:
@@ -136,7 +136,7 @@ class ImageStore:
     def compat(self, force: bool = False, accel: str = "auto") -> Image:
         builder = CompatImageBuilder(self.root, accel=accel)
         if not force and (manifest := builder.cached()) is not None:
-            return Image(manifest, builder.target, COMPAT_NAME)
+            return Image(manifest, builder.directory, COMPAT_NAME)
         with locked(self._lock(COMPAT_NAME), "building the compat image"):
             result = builder.build(force=force)
         return Image(result.manifest, result.directory, COMPAT_NAME)
@@ -154,6 +154,7 @@ class ImageStore:
         return None
 
     def from_manifest(self, path: Path, source: str) -> Image:
+        path = path.resolve()
         manifest = Manifest.load(path)
         disk = path.parent / manifest.disk
         if not disk.exists():

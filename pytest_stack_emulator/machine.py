@@ -8,13 +8,11 @@ cold boot all use it, so their device layouts match (CONTRACT §3): the only dif
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -248,14 +246,15 @@ def build_argv(cfg: MachineConfig) -> list[str]:
     return argv + list(cfg.extra_args)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill QEMU if the thread that started it dies (pytest killed hard)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
+def _death_signal_prefix() -> list[str]:
+    """``setpriv --pdeathsig KILL``: QEMU dies if the thread that started it dies (pytest
+    killed hard). Linux ties that signal to the starting *thread*, so it is only asked for
+    from the main thread: a worker thread that exits would otherwise take QEMU with it. The
+    reaper covers the other cases."""
+    if platform.system() != "Linux" or threading.current_thread() is not threading.main_thread():
+        return []
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
 class Machine:
@@ -280,29 +279,29 @@ class Machine:
             sock.unlink(missing_ok=True)
         self.cfg.serial_log.write_bytes(b"")
         log.debug("launching: %s", " ".join(self.argv))
-        # The death signal is tied to the starting thread, so only ask for it from the main
-        # thread: a worker thread that exits would otherwise take QEMU with it.
-        main = threading.current_thread() is threading.main_thread()
         with self.qemu_log.open("wb") as out:
             try:
                 self.process = subprocess.Popen(
-                    self.argv,
+                    [*_death_signal_prefix(), *self.argv],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent if main and os.name == "posix" else None,
                 )
             except OSError as exc:
                 raise VMLaunchFailure(None, self.argv, str(exc)) from None
         (self.cfg.vm_dir / "qemu.pid").write_text(f"{self.process.pid}\n")
         try:
-            wait_for_socket(self.cfg.qmp_socket, timeout, alive=self.running)
+            wait_for_socket(self.cfg.qmp_socket, timeout, alive=self.running, hint=self.hint)
         except MachineError:
             self._raise_launch_failure()
             raise
         if not self.running():
             self._raise_launch_failure()
+
+    @property
+    def hint(self) -> str:
+        return f"See {self.qemu_log} and {self.cfg.serial_log}."
 
     def _raise_launch_failure(self) -> None:
         assert self.process is not None
@@ -324,7 +323,7 @@ class Machine:
 
     @contextlib.contextmanager
     def qmp(self, timeout: float = 30.0) -> Iterator[QMPConnection]:
-        with QMPConnection(self.cfg.qmp_socket, timeout=timeout) as conn:
+        with QMPConnection(self.cfg.qmp_socket, timeout=timeout, alive=self.running, hint=self.hint) as conn:
             yield conn
 
     def qga(self, timeout: float = 30.0) -> QGAClient:

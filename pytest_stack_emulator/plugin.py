@@ -17,6 +17,8 @@ from .log import logger
 pytest_plugins = ["pytest_stack_emulator.fixtures"]
 
 SESSION_KEY = "stack_emulator_session"
+PREPARED_KEY = "stack_emulator_prepared"
+ERROR_KEY = "stack_emulator_prepare_error"
 
 
 @dataclass
@@ -27,6 +29,9 @@ class PluginState:
     prepare_error: BaseException | None = None
     instance: emulator.Instance | None = None
     failed: bool = False
+    # On an xdist worker: what the controller's prepare() came to.
+    controller_prepared: bool = False
+    controller_error: str | None = None
 
 
 STATE = pytest.StashKey[PluginState]()
@@ -58,15 +63,27 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     workerinput = _workerinput(config)
-    session_id = (workerinput or {}).get(SESSION_KEY) or emulator.new_session_id()
-    config.stash[STATE] = PluginState(settings, session_id)
+    workerinput = workerinput or {}
+    session_id = workerinput.get(SESSION_KEY) or emulator.new_session_id()
+    config.stash[STATE] = PluginState(
+        settings,
+        session_id,
+        controller_prepared=bool(workerinput.get(PREPARED_KEY)),
+        controller_error=workerinput.get(ERROR_KEY),
+    )
     config.addinivalue_line("markers", "stack_emulator: the test uses the stack_emulator VM")
+    _interrupted_config[:] = [config]
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """xdist controller: every worker joins this session's id (for run dirs and leases)."""
-    node.workerinput[SESSION_KEY] = state_of(node.config).session_id
+    """xdist controller: every worker joins this session's id (for run dirs and leases) and
+    learns how preparing went, so that it neither captures again nor retries a failure."""
+    state = state_of(node.config)
+    node.workerinput[SESSION_KEY] = state.session_id
+    node.workerinput[PREPARED_KEY] = state.prepared is not None
+    if state.prepare_error is not None:
+        node.workerinput[ERROR_KEY] = str(state.prepare_error)
 
 
 class _TerminalHandler(logging.Handler):
@@ -75,30 +92,59 @@ class _TerminalHandler(logging.Handler):
         self.reporter = config.pluginmanager.get_plugin("terminalreporter")
 
     def emit(self, record: logging.LogRecord) -> None:
+        self.write(f"stack-emulator: {record.getMessage()}")
+
+    def write(self, line: str) -> None:
         if self.reporter is not None:
-            self.reporter.write_line(f"stack-emulator: {record.getMessage()}")
+            self.reporter.write_line(line)
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Controller (or a run without xdist): get the image and capture the snapshot now, with
-    progress on the terminal, so that workers find both ready."""
-    config = session.config
+def _prepare(config: pytest.Config, show: bool) -> None:
+    """Get the image and capture the snapshot with progress on the terminal."""
     state = state_of(config)
-    if not state.settings.enabled or _workerinput(config) is not None:
-        return
-    if config.option.collectonly or getattr(config.option, "help", False):
-        return
     handler = _TerminalHandler(config)
     logger.addHandler(handler)
     previous = logger.level
     logger.setLevel(logging.INFO)
     try:
         state.prepared = emulator.prepare(state.settings, warn=logger.warning)
+        if show:
+            for line in state.prepared.describe():
+                handler.write(f"stack-emulator {line}")
     except Exception as exc:
         state.prepare_error = exc
+        if show:
+            handler.write(f"stack-emulator: preparing failed: {exc}")
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous)
+
+
+def _controller(config: pytest.Config) -> bool:
+    state = state_of(config)
+    return (
+        state.settings.enabled
+        and _workerinput(config) is None
+        and not config.option.collectonly
+        and not getattr(config.option, "help", False)
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under xdist the controller does not collect, so it prepares now, before the workers
+    start: they then find the image and the snapshot ready."""
+    if _controller(session.config) and session.config.pluginmanager.has_plugin("dsession"):
+        _prepare(session.config, show=False)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Without xdist: prepare only if a collected test uses the fixture."""
+    config = session.config
+    state = state_of(config)
+    if not _controller(config) or state.prepared is not None or state.prepare_error is not None:
+        return
+    if any("stack_emulator" in getattr(item, "fixturenames", ()) for item in session.items):
+        _prepare(config, show=True)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -111,6 +157,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines += [f"stack-emulator {line}" for line in state.prepared.describe()]
     elif state.prepare_error is not None:
         lines.append(f"stack-emulator: preparing failed: {state.prepare_error}")
+    else:
+        lines.append("stack-emulator: image and snapshot are prepared after collection, if a test needs them")
     keys = "fresh per VM (rotated)" if s.rotate else "placeholder (not rotated): do not expose these VMs"
     lines.append(f"stack-emulator keys: {keys}")
     given = [f"{name}={getattr(s, name)} (from {src})" for name, src in s.sources.items() if src != "default"]
@@ -135,9 +183,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+_interrupted_config: list[pytest.Config] = []
+
+
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-    emulator.stop_all()
+    """Ctrl-C: stop every VM of this process now, in parallel. A worker whose test failed
+    keeps its run directory, as in a normal teardown."""
+    failed = any(state_of(c).failed for c in _interrupted_config)
+    emulator.stop_all(keep=failed)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    emulator.stop_all()
+    emulator.stop_all(keep=state_of(config).failed)

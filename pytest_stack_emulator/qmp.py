@@ -6,63 +6,96 @@ afterwards; any thread may then drive any machine.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
+import logging
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from qemu.qmp import ExecuteError, QMPError
-from qemu.qmp.legacy import QEMUMonitorProtocol
+from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from .errors import MachineError, QMPCommandError
 from .log import get_logger
 
 log = get_logger(__name__)
+T = TypeVar("T")
+# qemu.qmp logs every failed connection attempt at ERROR; the retries here are expected and
+# a final failure is raised with its cause, so keep its protocol logger quiet.
+logging.getLogger("qemu.qmp.protocol").setLevel(logging.CRITICAL)
 
 
-def wait_for_socket(path: Path, timeout: float, alive: Callable[[], bool] | None = None) -> None:
+def wait_for_socket(
+    path: Path, timeout: float, alive: Callable[[], bool] | None = None, hint: str = ""
+) -> None:
     """Wait until QEMU has created a UNIX socket. Does not connect: a chardev server takes one
     client at a time, and a probe connection would race with the real one."""
     deadline = time.monotonic() + timeout
     while not path.exists():
         if alive is not None and not alive():
-            raise MachineError(f"QEMU exited before it opened {path}")
+            raise MachineError(f"QEMU exited before it opened {path}. {hint}".strip())
         if time.monotonic() > deadline:
-            raise MachineError(f"{path} did not appear within {timeout:.0f} s; see qemu.log beside it")
+            raise MachineError(f"{path} did not appear within {timeout:.0f} s. {hint}".strip())
         time.sleep(0.01)
 
 
 class QMPConnection:
-    """A short-lived QMP session (capabilities negotiated) on a UNIX socket."""
+    """A short-lived QMP session (capabilities negotiated) on a UNIX socket.
 
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+    Uses qemu.qmp's asyncio ``QMPClient`` on a private event loop, so that connecting, every
+    command and closing are all bounded by ``timeout``.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        timeout: float = 30.0,
+        alive: Callable[[], bool] | None = None,
+        hint: str = "",
+    ) -> None:
         self.path = path
         self.timeout = timeout
-        self._proto: QEMUMonitorProtocol | None = None
+        self.alive = alive
+        self.hint = hint
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: QMPClient | None = None
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        assert self._loop is not None
+        return self._loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
     def __enter__(self) -> QMPConnection:
-        wait_for_socket(self.path, self.timeout)
+        wait_for_socket(self.path, self.timeout, self.alive, self.hint)
+        self._loop = asyncio.new_event_loop()
         deadline = time.monotonic() + self.timeout
         while True:
-            proto = QEMUMonitorProtocol(str(self.path))
-            proto.settimeout(self.timeout)
+            client = QMPClient(str(self.path))
             try:
-                proto.connect(negotiate=True)
+                self._run(client.connect(str(self.path)), max(0.5, deadline - time.monotonic()))
                 break
-            except (QMPError, OSError) as exc:
+            except (QMPError, OSError, asyncio.TimeoutError) as exc:
                 with contextlib.suppress(Exception):
-                    proto.close()
+                    self._run(client.disconnect(), 2.0)
+                if self.alive is not None and not self.alive():
+                    self.close()
+                    raise MachineError(
+                        f"QEMU exited; cannot open QMP on {self.path}. {self.hint}".strip()
+                    ) from None
                 if time.monotonic() > deadline:
-                    raise MachineError(f"cannot open QMP on {self.path}: {exc}") from None
+                    self.close()
+                    raise MachineError(
+                        f"cannot open QMP on {self.path} within {self.timeout:.0f} s "
+                        f"({type(exc).__name__}: {exc}). {self.hint}".strip()
+                    ) from None
                 time.sleep(0.02)
-        self._proto = proto
+        self._client = client
         return self
 
     def __exit__(
@@ -74,20 +107,27 @@ class QMPConnection:
         self.close()
 
     def close(self) -> None:
-        if self._proto is not None:
-            proto, self._proto = self._proto, None
+        client, self._client = self._client, None
+        if client is not None and self._loop is not None:
             # After `quit`, QEMU hangs up first: a normal end.
-            with contextlib.suppress(EOFError, QMPError, OSError):
-                proto.close()
+            with contextlib.suppress(EOFError, QMPError, OSError, asyncio.TimeoutError):
+                self._run(client.disconnect(), 2.0)
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
 
     def execute(self, command: str, **arguments: Any) -> Any:
-        if self._proto is None:
+        if self._client is None:
             raise MachineError("QMP connection is not open")
         try:
-            return self._proto.cmd(command, **arguments)
+            return self._run(self._client.execute(command, arguments or None), self.timeout)
         except ExecuteError as exc:
             raise QMPCommandError(command, arguments, str(exc), str(self.path)) from None
-        except (QMPError, OSError, EOFError, TimeoutError) as exc:
+        except asyncio.TimeoutError:
+            raise MachineError(
+                f"QMP {command} on {self.path} got no answer within {self.timeout:.0f} s"
+            ) from None
+        except (QMPError, OSError, EOFError) as exc:
             raise MachineError(f"QMP {command} on {self.path} failed: {type(exc).__name__}: {exc}") from None
 
     def capabilities(self) -> set[str]:

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Mapping
@@ -26,7 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import SnapshotError
+from filelock import FileLock, Timeout
+
+from .errors import MachineError, SnapshotError
 from .log import get_logger
 from .machine import Machine
 from .qmp import QMPConnection
@@ -96,6 +99,25 @@ def choose_restore_method(requested: str, capabilities: set[str]) -> str:
     return requested
 
 
+class SnapshotLoadError(SnapshotError):
+    """QEMU rejected the snapshot's state: the file is corrupt or does not fit this VM."""
+
+
+def migration_uri(path: Path, method: str, incoming: bool, qemu_version: str = "") -> str:
+    """``file:`` (QEMU 8.2+, needed by mapped-ram), else ``exec:cat`` for a plain stream."""
+    if method == MAPPED_RAM or _version(qemu_version) >= (8, 2):
+        return f"file:{path}"
+    quoted = shlex.quote(str(path))
+    return f"exec:cat {quoted}" if incoming else f"exec:cat > {quoted}"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(".")[:2])
+    except ValueError:
+        return (99,)
+
+
 class SnapshotStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -137,6 +159,7 @@ class SnapshotStore:
         guest_ports: Mapping[str, int],
         seconds: float,
         boot_seconds: float = 0.0,
+        image_disk: Path | None = None,
     ) -> Snapshot:
         ram = staging / ("ram.raw" if key.restore_method == MAPPED_RAM else "ram.stream")
         os.chmod(staging / "disk.qcow2", 0o444)
@@ -145,6 +168,7 @@ class SnapshotStore:
             "guest_ports": dict(guest_ports),
             "capture_seconds": round(seconds, 3),
             "boot_seconds": round(boot_seconds, 3),
+            "image_disk": str(image_disk) if image_disk else None,
             "ram_bytes": ram.stat().st_size,
             "created": time.time(),
         }
@@ -160,19 +184,35 @@ class SnapshotStore:
     def discard(self, key: SnapshotKey) -> None:
         shutil.rmtree(self.path(key), ignore_errors=True)
 
-    def prune(self, keep: SnapshotKey) -> list[Path]:
-        """Remove stale snapshots of the same image and restore method (older QEMU, other
-        accelerator...). Snapshots for the other restore method stay."""
+    def prune(self, keep: SnapshotKey, locks: Path) -> list[Path]:
+        """Remove stale snapshots: those of the same image and restore method under another key
+        (older QEMU, other accelerator...), and those whose image file is gone. A snapshot
+        whose lock another process holds is left alone. Snapshots for the other restore method
+        stay."""
         removed = []
-        for meta_path in self.root.glob("*/meta.json"):
+        for meta_path in sorted(self.root.glob("[!.]*/meta.json")):
             with contextlib.suppress(ValueError, KeyError, OSError):
-                other = json.loads(meta_path.read_text())["key"]
-                same_kind = other["image_digest"] == keep.image_digest and (
+                meta = json.loads(meta_path.read_text())
+                other = meta["key"]
+                if other == asdict(keep):
+                    continue
+                stale = other["image_digest"] == keep.image_digest and (
                     other["restore_method"] == keep.restore_method
                 )
-                if same_kind and other != asdict(keep):
+                image = meta.get("image_disk")
+                orphan = image is not None and not Path(image).exists()
+                if not (stale or orphan):
+                    continue
+                lock = FileLock(str(locks / f"snapshot-{meta_path.parent.name}.lock"))
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    continue
+                try:
                     shutil.rmtree(meta_path.parent, ignore_errors=True)
                     removed.append(meta_path.parent)
+                finally:
+                    lock.release()
         return removed
 
 
@@ -188,13 +228,15 @@ def _set_caps(q: QMPConnection, method: str, channels: int) -> None:
         q.execute("migrate-set-parameters", **{"multifd-channels": channels})
 
 
-def migrate_to_file(machine: Machine, path: Path, method: str, timeout: float, channels: int = 2) -> float:
+def migrate_to_file(
+    machine: Machine, path: Path, method: str, timeout: float, channels: int = 2, qemu_version: str = ""
+) -> float:
     """Stop the VM and write its state to ``path``; returns seconds. QEMU is told to quit."""
     started = time.monotonic()
     with machine.qmp(timeout=timeout) as q:
         q.execute("stop")
         _set_caps(q, method, channels)
-        q.execute("migrate", uri=f"file:{path}")
+        q.execute("migrate", uri=migration_uri(path, method, incoming=False, qemu_version=qemu_version))
         deadline = started + timeout
         while True:
             info: dict[str, Any] = q.execute("query-migrate")
@@ -215,12 +257,34 @@ def migrate_to_file(machine: Machine, path: Path, method: str, timeout: float, c
     return seconds
 
 
-def migrate_from_file(machine: Machine, path: Path, method: str, timeout: float, channels: int = 2) -> float:
+def migrate_from_file(
+    machine: Machine, path: Path, method: str, timeout: float, channels: int = 2, qemu_version: str = ""
+) -> float:
     """Load state into a VM started with ``-incoming defer`` and run it; returns seconds."""
     started = time.monotonic()
+    try:
+        _load(machine, path, method, timeout, channels, qemu_version, started)
+    except MachineError as exc:
+        if not machine.running():
+            raise SnapshotLoadError(f"QEMU exited while loading {path}: {machine.output()[-500:]}") from None
+        raise SnapshotError(f"loading {path}: {exc}") from None
+    return time.monotonic() - started
+
+
+def _load(
+    machine: Machine,
+    path: Path,
+    method: str,
+    timeout: float,
+    channels: int,
+    qemu_version: str,
+    started: float,
+) -> None:
     with machine.qmp(timeout=timeout) as q:
         _set_caps(q, method, channels)
-        q.execute("migrate-incoming", uri=f"file:{path}")
+        q.execute(
+            "migrate-incoming", uri=migration_uri(path, method, incoming=True, qemu_version=qemu_version)
+        )
         deadline = started + timeout
         while True:
             status = q.execute("query-status")["status"]
@@ -235,10 +299,9 @@ def migrate_from_file(machine: Machine, path: Path, method: str, timeout: float,
                 raise SnapshotError(f"VM is in state {status!r} while loading {path}")
             mig = q.execute("query-migrate")
             if mig.get("status") in ("failed", "cancelled"):
-                raise SnapshotError(f"loading {path} failed: {mig.get('error-desc', 'no reason given')}")
+                raise SnapshotLoadError(f"loading {path} failed: {mig.get('error-desc', 'no reason given')}")
             if not machine.running():
-                raise SnapshotError(f"QEMU exited while loading {path}: {machine.output()[-500:]}")
+                raise SnapshotLoadError(f"QEMU exited while loading {path}: {machine.output()[-500:]}")
             if time.monotonic() > deadline:
                 raise SnapshotError(f"loading {path} did not finish within {timeout:.0f} s (state {status})")
             time.sleep(0.01)
-    return time.monotonic() - started

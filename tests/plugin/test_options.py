@@ -109,3 +109,27 @@ def test_ini_enables_the_plugin(pytester: pytest.Pytester, monkeypatch: pytest.M
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*image=*nope.qcow2 (from env STACK_EMULATOR_IMAGE)*"])
+
+
+def test_nothing_is_prepared_when_no_test_uses_the_fixture(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STACK_EMULATOR", "1")
+    monkeypatch.setenv("STACK_EMULATOR_IMAGE", str(pytester.path / "nope.qcow2"))
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    result = pytester.runpytest_subprocess(f"--stack-emulator-home={pytester.path / 'home'}")
+    result.assert_outcomes(passed=1)
+    assert "preparing failed" not in result.stdout.str()
+    assert not (pytester.path / "home" / "images").exists()
+
+
+def test_xdist_workers_report_the_controllers_failure_without_retrying(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(USES_FIXTURE)
+    missing = pytester.path / "nope.qcow2"
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--stack-emulator", f"--stack-emulator-image={missing}",
+        f"--stack-emulator-home={pytester.path / 'home'}",
+    )  # fmt: skip
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["stack-emulator: preparing failed: image * does not exist*"])
+    result.stdout.fnmatch_lines(["*preparing failed in the xdist controller: image * does not exist*"])

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
-from pytest_stack_emulator.snapshot import SnapshotKey, SnapshotStore
+from pytest_stack_emulator.snapshot import SnapshotKey, SnapshotStore, migration_uri
 
 KEY = SnapshotKey("ab" * 32, "10.0.2", "tcg", "max", 1024, 2, 1, "mapped-ram")
 
@@ -60,8 +61,48 @@ def test_prune_removes_other_snapshots_of_the_same_image_only(tmp_path: Path) ->
         if key is stream:
             (staging / "ram.raw").rename(staging / "ram.stream")
         store.commit(staging, key, {}, 1.0)
-    removed = store.prune(KEY)
+    removed = store.prune(KEY, tmp_path / "locks")
     assert removed == [tmp_path / old.id]
     assert store.load(KEY) is not None
     assert store.load(other_image) is not None
     assert store.load(stream) is not None
+
+
+def test_prune_removes_snapshots_of_a_deleted_image_unless_locked(tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    store = SnapshotStore(tmp_path / "snaps")
+    gone, held = (dataclasses.replace(KEY, image_digest=d * 32) for d in ("11", "22"))
+    for key in (gone, held):
+        store.commit(staged(store), key, {}, 1.0, image_disk=tmp_path / "deleted.qcow2")
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    with FileLock(str(locks / f"snapshot-{held.id}.lock")):
+        assert store.prune(KEY, locks) == [store.path(gone)]
+    assert store.load(held) is not None
+
+
+def test_prune_ignores_unfinished_captures(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    staging = staged(store)
+    (staging / "meta.json").write_text(
+        json.dumps({"key": dataclasses.asdict(dataclasses.replace(KEY, cpu="x"))})
+    )
+    assert store.prune(KEY, tmp_path / "locks") == []
+    assert staging.exists()
+
+
+def test_stream_uses_exec_cat_before_qemu_8_2() -> None:
+    path = Path("/snap dir/ram.stream")
+    assert (
+        migration_uri(path, "mapped-ram", incoming=True, qemu_version="10.0.2") == "file:/snap dir/ram.stream"
+    )
+    assert migration_uri(path, "stream", incoming=True, qemu_version="9.2.0") == "file:/snap dir/ram.stream"
+    assert (
+        migration_uri(path, "stream", incoming=True, qemu_version="7.2.0")
+        == "exec:cat '/snap dir/ram.stream'"
+    )
+    assert (
+        migration_uri(path, "stream", incoming=False, qemu_version="8.1.5")
+        == "exec:cat > '/snap dir/ram.stream'"
+    )

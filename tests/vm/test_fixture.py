@@ -148,7 +148,9 @@ def test_corrupt_ram_file_falls_back_to_cold_boot_with_a_warning(
     result, records = run_inner(pytester, copy)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*StackEmulatorWarning: snapshot resume failed in *, cold boot instead: *"])
+    result.stdout.fnmatch_lines(["*discarded; the next session captures it again*"])
     assert [r["boot"] for r in records] == ["cold", "cold"]
+    assert captures(copy) == []
     assert qemu_pids(str(copy)) == []
 
 

@@ -1,0 +1,61 @@
+"""The compat image's place in the store: new builds never overwrite one in use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_stack_emulator.builder import CompatImageBuilder, inputs_hash, read_packages
+from pytest_stack_emulator.log import Progress
+from pytest_stack_emulator.manifest import Boot, Manifest
+
+
+def fake_build(store: Path, digest: str) -> tuple[Path, Manifest]:
+    work = store / f".build-{digest}"
+    work.mkdir(parents=True)
+    (work / "disk.qcow2").write_text(digest)
+    manifest = Manifest("compat", "amd64", "disk.qcow2", 1024, 2, Boot("kernel"), (), digest=digest * 32)
+    (work / "manifest.json").write_text(manifest.to_json())
+    return work, manifest
+
+
+def test_each_build_gets_its_own_directory_and_the_pointer_moves(tmp_path: Path) -> None:
+    builder = CompatImageBuilder(tmp_path)
+    finals = []
+    for digest in ("aa", "bb", "cc"):
+        work, manifest = fake_build(tmp_path, digest)
+        finals.append(builder._install(work, manifest, Progress("t")))
+        assert builder.target.is_symlink()
+        assert builder.directory == finals[-1]
+        assert (builder.target / "disk.qcow2").read_text() == digest
+    # The newest and the one before it stay (a running session may use it); older go.
+    assert not finals[0].exists()
+    assert finals[1].exists()
+    assert finals[2].exists()
+
+
+def test_a_legacy_directory_is_kept_under_a_new_name(tmp_path: Path) -> None:
+    builder = CompatImageBuilder(tmp_path)
+    builder.target.mkdir()
+    (builder.target / "disk.qcow2").write_text("legacy")
+    work, manifest = fake_build(tmp_path, "dd")
+    builder._install(work, manifest, Progress("t"))
+    legacy = [p for p in tmp_path.glob("compat-amd64-legacy-*")]
+    assert len(legacy) == 1
+    assert (legacy[0] / "disk.qcow2").read_text() == "legacy"
+
+
+def test_inputs_hash_follows_cloud_init_contents_and_modes(tmp_path: Path) -> None:
+    src = tmp_path / "cloud_init"
+    (src / "rootfs").mkdir(parents=True)
+    script = src / "rootfs" / "run"
+    script.write_text("echo hi\n")
+    first = inputs_hash(src)
+    script.chmod(0o755)
+    second = inputs_hash(src)
+    script.write_text("echo bye\n")
+    assert len({first, second, inputs_hash(src)}) == 3
+
+
+def test_package_list_ignores_comments(tmp_path: Path) -> None:
+    (tmp_path / "packages").write_text("# comment\na b # trailing\n\nc\n")
+    assert read_packages(tmp_path) == ["a", "b", "c"]
