@@ -189,9 +189,10 @@ _interrupted_config: list[pytest.Config] = []
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     """Ctrl-C: stop every VM of this process now, in parallel. A worker whose test failed
     keeps its run directory, as in a normal teardown."""
-    failed = any(state_of(c).failed for c in _interrupted_config)
+    failed = any(s.failed for c in _interrupted_config if (s := c.stash.get(STATE, None)) is not None)
     emulator.stop_all(keep=failed)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    emulator.stop_all(keep=state_of(config).failed)
+    state = config.stash.get(STATE, None)  # None when configure stopped on a usage error
+    emulator.stop_all(keep=state is not None and state.failed)

@@ -265,7 +265,8 @@ def migrate_from_file(
     try:
         _load(machine, path, method, timeout, channels, qemu_version, started)
     except MachineError as exc:
-        if not machine.running():
+        # A monitor that hangs up mid-load is QEMU exiting on bad state; give it a moment.
+        if machine.wait(2.0):
             raise SnapshotLoadError(f"QEMU exited while loading {path}: {machine.output()[-500:]}") from None
         raise SnapshotError(f"loading {path}: {exc}") from None
     return time.monotonic() - started
