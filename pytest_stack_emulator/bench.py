@@ -292,7 +292,7 @@ def chart(result: dict[str, Any], path: Path) -> bool:
 
 def main(args: argparse.Namespace) -> int:
     settings: Settings = resolve({"home": args.home} if args.home else {}, {})
-    output: Path = args.output
+    output: Path = args.output.resolve()  # the pytest runs below have their own cwd
     output.mkdir(parents=True, exist_ok=True)
     home = output / "home"
     home.mkdir(exist_ok=True)
