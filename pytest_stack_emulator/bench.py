@@ -278,8 +278,10 @@ def chart(result: dict[str, Any], path: Path) -> bool:
     labels = [f"resume x{c}" for c in counts] + ["cold boot"]
     values = [*med, result["cold_boot_s"]["median"]]
     bars = ax.bar(labels, values, color=["#4c72b0"] * len(counts) + ["#c44e52"])
-    ax.errorbar(range(len(counts)), med, yerr=[lo, hi], fmt="none", ecolor="black", capsize=4)
-    ax.bar_label(bars, fmt="%.1f s")
+    ax.errorbar(
+        [i + 0.25 for i in range(len(counts))], med, yerr=[lo, hi], fmt="none", ecolor="black", capsize=3
+    )
+    ax.bar_label(bars, labels=[f"{v:.2f} s" for v in values], padding=12)
     ax.set_yscale("log")
     ax.set_ylabel("seconds to all services healthy (log)")
     m = result["machine"]
