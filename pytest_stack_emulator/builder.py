@@ -91,7 +91,8 @@ def inputs_hash(source: Path | None = None) -> str:
     h = hashlib.sha256()
     for path in _files(source):
         h.update(str(path.relative_to(source)).encode() + b"\0")
-        h.update(oct(path.stat().st_mode & 0o777).encode() + b"\0")
+        # Only the executable bit, as git keeps it: a checkout's umask must not force a rebuild.
+        h.update(b"x" if path.stat().st_mode & 0o100 else b"-")
         h.update(path.read_bytes() + b"\0")
     here = Path(__file__).resolve().parent
     for name in ("builder.py", "iso.py", "runtime.py"):

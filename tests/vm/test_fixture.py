@@ -212,3 +212,36 @@ def test_shared_directory_is_hot_plugged_and_mounted_after_resume(home: Path, tm
     finally:
         inst.stop()
     assert qemu_pids(str(home)) == []
+
+
+def test_ctrl_c_stops_every_vm_of_the_session(home: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    (tmp_path / "test_slow.py").write_text(
+        "import os, time\n"
+        "def test_slow(stack_emulator):\n"
+        "    open(os.path.join(os.environ['RECORD_DIR'], os.environ['PYTEST_XDIST_WORKER']), 'w').close()\n"
+        "    time.sleep(300)\n"
+    )
+    records = tmp_path / "records"
+    records.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "--dist", "each", "--stack-emulator",
+         "--stack-emulator-image=compat", f"--stack-emulator-home={home}", f"--stack-emulator-base-port={TEST_BASE_PORT}",
+         "test_slow.py"],
+        cwd=tmp_path, env={**os.environ, "RECORD_DIR": str(records)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        # Ctrl-C reaches the whole foreground process group; SIGINT must not be inherited as ignored.
+        preexec_fn=lambda: (os.setsid(), signal.signal(signal.SIGINT, signal.SIG_DFL)),
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while len(list(records.iterdir())) < 2:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline, "the two workers never started their tests"
+        time.sleep(0.2)
+    assert len(qemu_pids(str(home))) == 2
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert qemu_pids(str(home)) == []
+    assert not [p for p in (home / "run").iterdir() if "-gw" in p.name]
