@@ -111,7 +111,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stack-emulator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="stack-emulator", description="Stack Auth emulator VMs: images, snapshots, start, bench"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="Show debug output")
     sub = parser.add_subparsers(dest="command", required=True)
 
