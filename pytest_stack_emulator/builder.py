@@ -23,7 +23,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import BuildError, HostSetupError, ProvisioningFailed, ProvisioningTimeout
@@ -277,7 +277,7 @@ class CompatImageBuilder:
             services=stack_services("81", mock_oauth_health="/.well-known/openid-configuration"),
             inputs_hash=digest_in,
             digest=file_digest(work / disk_name),
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         (work / "manifest.json").write_text(manifest.to_json())
         size = (work / disk_name).stat().st_size

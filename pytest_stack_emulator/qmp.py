@@ -80,7 +80,7 @@ class QMPConnection:
             try:
                 self._run(client.connect(str(self.path)), max(0.5, deadline - time.monotonic()))
                 break
-            except (QMPError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, QMPError, OSError) as exc:
                 with contextlib.suppress(Exception):
                     self._run(client.disconnect(), 2.0)
                 if self.alive is not None and not self.alive():
@@ -123,7 +123,7 @@ class QMPConnection:
             return self._run(self._client.execute(command, arguments or None), self.timeout)
         except ExecuteError as exc:
             raise QMPCommandError(command, arguments, str(exc), str(self.path)) from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise MachineError(
                 f"QMP {command} on {self.path} got no answer within {self.timeout:.0f} s"
             ) from None
