@@ -27,7 +27,7 @@ from typing import Any
 from . import emulator
 from .config import Settings, resolve
 from .log import get_logger
-from .snapshot import MAPPED_RAM, STREAM
+from .snapshot import STREAM
 
 log = get_logger(__name__)
 
@@ -317,4 +317,4 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["MAPPED_RAM", "REQUIRED_KEYS", "main", "markdown", "run"]
+__all__ = ["REQUIRED_KEYS", "main", "markdown", "run"]
