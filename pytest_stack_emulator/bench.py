@@ -91,12 +91,11 @@ def resume_group(prepared: emulator.Prepared, count: int) -> dict[str, Any]:
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         futures = [pool.submit(one, i) for i in range(count)]
-        done = [f.result() for f in futures if f.exception() is None]
-        failed = [f.exception() for f in futures if f.exception() is not None]
-    if failed:
-        emulator.stop_all([inst for inst, _ in done])
-        raise RuntimeError(f"{len(failed)} of {count} VMs did not start: {failed[0]}")
-    results = done
+        errors = [e for f in futures if (e := f.exception()) is not None]
+        results = [f.result() for f in futures if f.exception() is None]
+    if errors:
+        emulator.stop_all([inst for inst, _ in results])
+        raise RuntimeError(f"{len(errors)} of {count} VMs did not start: {errors[0]}")
     wall = time.monotonic() - started
     instances = [inst for inst, _ in results]
     try:

@@ -213,8 +213,8 @@ class CompatImageBuilder:
         previous = self.directory if self.target.is_symlink() else None
         if self.target.is_dir() and not self.target.is_symlink():
             # A store from before pointers: keep that build under a name of its own.
-            self.target.rename(self.store_dir / f"{self.target.name}-legacy-{os.getpid()}")
             previous = self.store_dir / f"{self.target.name}-legacy-{os.getpid()}"
+            self.target.rename(previous)
         if final.exists():
             shutil.rmtree(final)
         work.rename(final)

@@ -32,16 +32,12 @@ def _common(p: argparse.ArgumentParser, image: bool = True) -> None:
 
 
 def cmd_build_image(args: argparse.Namespace) -> int:
-    from .builder import CompatImageBuilder
-
     settings = _settings(args)
-    builder = CompatImageBuilder(
-        settings.home / "images", provision_timeout=args.provision_timeout, accel=settings.accel
+    result = (
+        emulator.Home(settings.home)
+        .image_store()
+        .build_compat(force=args.force, accel=settings.accel, provision_timeout=args.provision_timeout)
     )
-    from .images import locked
-
-    with locked(settings.home / "locks" / "image-compat.lock", "building the compat image"):
-        result = builder.build(force=args.force)
     state = f"built in {result.seconds:.0f} s" if result.built else "up to date"
     print(f"{result.directory / result.manifest.disk} ({state})")
     return 0

@@ -54,6 +54,7 @@ from .snapshot import (
     choose_restore_method,
     migrate_from_file,
     migrate_to_file,
+    ram_file,
 )
 
 log = get_logger(__name__)
@@ -393,7 +394,7 @@ def capture_snapshot(
             )  # fmt: skip
             boot = time.monotonic() - launched
             progress.step(f"all services healthy after {boot:.1f} s; QMP capture ({key.restore_method})")
-            ram = staging / ("ram.raw" if key.restore_method == "mapped-ram" else "ram.stream")
+            ram = staging / ram_file(key.restore_method)
             took = migrate_to_file(machine, ram, key.restore_method, timeout=300, qemu_version=host.version)
             machine.kill()
             snap = store.commit(staging, key, guest_ports, took, boot, image_disk=image.disk)

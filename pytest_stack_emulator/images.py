@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import httpx
 from filelock import FileLock, Timeout
 
-from .builder import COMPAT_NAME, CompatImageBuilder, file_digest
+from .builder import COMPAT_NAME, BuildResult, CompatImageBuilder, file_digest
 from .errors import ImageError
 from .log import Progress, get_logger
 from .manifest import Manifest, upstream_manifest
@@ -133,12 +133,18 @@ class ImageStore:
     def _lock(self, name: str) -> Path:
         return self.locks / f"image-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lock"
 
-    def compat(self, force: bool = False, accel: str = "auto") -> Image:
-        builder = CompatImageBuilder(self.root, accel=accel)
+    def build_compat(
+        self, force: bool = False, accel: str = "auto", provision_timeout: float = 900.0
+    ) -> BuildResult:
+        """The compat image, built under the store's lock unless it is up to date."""
+        builder = CompatImageBuilder(self.root, accel=accel, provision_timeout=provision_timeout)
         if not force and (manifest := builder.cached()) is not None:
-            return Image(manifest, builder.directory, COMPAT_NAME)
+            return BuildResult(manifest, builder.directory, False, 0.0)
         with locked(self._lock(COMPAT_NAME), "building the compat image"):
-            result = builder.build(force=force)
+            return builder.build(force=force)
+
+    def compat(self, force: bool = False, accel: str = "auto") -> Image:
+        result = self.build_compat(force=force, accel=accel)
         return Image(result.manifest, result.directory, COMPAT_NAME)
 
     def existing(self) -> Image | None:

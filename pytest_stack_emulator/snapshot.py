@@ -41,6 +41,11 @@ STREAM = "stream"
 RESTORE_METHODS = ("auto", MAPPED_RAM, STREAM)
 
 
+def ram_file(method: str) -> str:
+    """The RAM file's name: mapped-ram needs a seekable file, a stream is plain."""
+    return "ram.raw" if method == MAPPED_RAM else "ram.stream"
+
+
 @dataclass(frozen=True)
 class SnapshotKey:
     image_digest: str
@@ -72,7 +77,7 @@ class Snapshot:
 
     @property
     def ram(self) -> Path:
-        return self.directory / ("ram.raw" if self.key.restore_method == MAPPED_RAM else "ram.stream")
+        return self.directory / ram_file(self.key.restore_method)
 
     def sizes(self) -> dict[str, int]:
         """Logical and allocated bytes of the RAM file and the disk layer together."""
@@ -161,7 +166,7 @@ class SnapshotStore:
         boot_seconds: float = 0.0,
         image_disk: Path | None = None,
     ) -> Snapshot:
-        ram = staging / ("ram.raw" if key.restore_method == MAPPED_RAM else "ram.stream")
+        ram = staging / ram_file(key.restore_method)
         os.chmod(staging / "disk.qcow2", 0o444)
         meta = {
             "key": asdict(key),
