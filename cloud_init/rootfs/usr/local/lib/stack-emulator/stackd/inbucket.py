@@ -1,0 +1,155 @@
+"""The mail catcher's web API (port 9001), shaped like Inbucket's REST API v1.
+
+  GET    /api/v1/mailbox/<name>                 the mailbox's listing entries, oldest first
+  DELETE /api/v1/mailbox/<name>                 purge the mailbox
+  GET    /api/v1/mailbox/<name>/<id>            the message (and mark it seen)
+  PATCH  /api/v1/mailbox/<name>/<id>            {"seen": bool}
+  DELETE /api/v1/mailbox/<name>/<id>            delete the message
+  GET    /api/v1/mailbox/<name>/<id>/source     the raw message
+  GET    /  (also /index.html, /monitor, /status)   an HTML index: the health check
+
+<name> may be a whole address: it is mapped as SMTP delivery maps recipients.
+"""
+
+import contextlib
+import json
+import traceback
+import urllib.parse
+from html import escape
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from .config import log
+from .mail import mailbox_name, message_details
+from .web import drain, json_response
+
+MAX_BODY = 1024 * 1024
+CORS = [("Access-Control-Allow-Origin", "*")]
+
+INDEX = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Mail - Stack emulator</title></head>
+<body style="font-family:sans-serif;max-width:40em;margin:3em auto">
+<h1>Mail catcher</h1>
+<p>Inbucket-compatible API: <code>GET /api/v1/mailbox/&lt;name&gt;</code>.</p>
+<ul>%s</ul>
+</body></html>
+"""
+
+URLS = Map([
+    Rule("/", endpoint="index", methods=["GET"]),
+    Rule("/index.html", endpoint="index", methods=["GET"]),
+    Rule("/monitor", endpoint="index", methods=["GET"]),
+    Rule("/status", endpoint="index", methods=["GET"]),
+    Rule("/api/v1/mailbox/<name>", endpoint="mailbox", methods=["GET", "DELETE"]),
+    Rule("/api/v1/mailbox/<name>/<msg_id>", endpoint="message", methods=["GET", "PATCH", "DELETE"]),
+    Rule("/api/v1/mailbox/<name>/<msg_id>/source", endpoint="source", methods=["GET"]),
+], strict_slashes=False, merge_slashes=False)
+
+
+class MailApiError(Exception):
+    def __init__(self, status, code, message, headers=()):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, list(headers)
+
+
+def not_found(what="message not found"):
+    return MailApiError(404, "NOT_FOUND", what)
+
+
+def error_response(status, code, message, headers=()):
+    return json_response({"code": code, "error": message}, status, CORS + list(headers))
+
+
+class InbucketApp:
+    def __init__(self, state):
+        self.store = state.mail
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        try:
+            endpoint, args = URLS.bind_to_environ(environ).match()
+            response = getattr(self, endpoint)(request, **args)
+        except MailApiError as exc:
+            response = error_response(exc.status, exc.code, exc.message, exc.headers)
+        except MethodNotAllowed as exc:
+            response = error_response(405, "METHOD_NOT_ALLOWED", "%s is not allowed here" % request.method,
+                                      [("Allow", ", ".join(sorted(exc.valid_methods or ())))])
+        except HTTPException as exc:  # no such route, or a body that could not be read
+            if exc.code == 404:
+                response = error_response(404, "NOT_FOUND", "no route for %s" % request.path[:200])
+            else:
+                response = error_response(exc.code, "HTTP_%d" % exc.code, exc.description)
+        except Exception:
+            log("mail-web: internal error on %s %s:\n%s" % (request.method, request.path[:200],
+                                                            traceback.format_exc()))
+            response = error_response(500, "INTERNAL_ERROR",
+                                      "internal error in the emulator (see the guest journal)")
+        with contextlib.suppress(OSError, HTTPException):
+            drain(request, MAX_BODY)  # an unread body, so that an early answer gets through
+        return response(environ, start_response)
+
+    def index(self, request):
+        items = "".join('<li><a href="/api/v1/mailbox/%s">%s</a></li>' % (urllib.parse.quote(b), escape(b))
+                        for b in self.store.mailboxes())
+        return Response(INDEX % items, headers=CORS, content_type="text/html; charset=utf-8")
+
+    def mailbox(self, request, name):
+        box = mailbox_of(name)
+        if request.method == "DELETE":
+            self.store.delete(box)
+            return json_response("OK", headers=CORS)
+        return json_response(self.store.list(box), headers=CORS)
+
+    def message(self, request, name, msg_id):
+        box = mailbox_of(name)
+        if request.method == "DELETE":
+            if not self.store.delete(box, msg_id):
+                raise not_found()
+            return json_response("OK", headers=CORS)
+        if request.method == "PATCH":
+            seen = json_object(request).get("seen", True)
+            if not isinstance(seen, bool):
+                raise MailApiError(400, "SCHEMA_ERROR", "seen must be a boolean")
+            if not self.store.set_seen(box, msg_id, seen):
+                raise not_found()
+            return json_response("OK", headers=CORS)
+        meta, raw = self.store.get(box, msg_id)
+        if meta is None:
+            raise not_found()
+        self.store.set_seen(box, msg_id, True)
+        return json_response(message_details(meta, raw), headers=CORS)
+
+    def source(self, request, name, msg_id):
+        meta, raw = self.store.get(mailbox_of(name), msg_id)
+        if meta is None:
+            raise not_found()
+        return Response(raw, headers=CORS, content_type="text/plain; charset=utf-8")
+
+
+def mailbox_of(name):
+    box = mailbox_name(name)
+    if box is None:
+        raise MailApiError(400, "INVALID_MAILBOX", "invalid mailbox name")
+    return box
+
+
+def json_object(request):
+    """The JSON object body; {} for an empty body."""
+    raw = drain(request, MAX_BODY)
+    if raw is None:
+        raise MailApiError(413, "PAYLOAD_TOO_LARGE", "request body larger than %d bytes" % MAX_BODY)
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise MailApiError(400, "BODY_PARSING_ERROR", "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise MailApiError(400, "SCHEMA_ERROR", "the request body must be a JSON object")
+    return data
+
+
+def create_app(state):
+    return InbucketApp(state)
