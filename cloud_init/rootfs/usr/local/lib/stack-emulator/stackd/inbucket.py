@@ -11,19 +11,15 @@
 <name> may be a whole address: it is mapped as SMTP delivery maps recipients.
 """
 
-import contextlib
 import json
-import traceback
 import urllib.parse
 from html import escape
 
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
 
-from .config import log
 from .mail import mailbox_name, message_details
-from .web import drain, json_response
+from .web import answer_json_service, drain, json_response
 
 MAX_BODY = 1024 * 1024
 CORS = [("Access-Control-Allow-Origin", "*")]
@@ -62,33 +58,20 @@ def error_response(status, code, message, headers=()):
     return json_response({"code": code, "error": message}, status, CORS + list(headers))
 
 
+ERROR_CODES = {"not_found": "NOT_FOUND", "method": "METHOD_NOT_ALLOWED", "http": "HTTP_%d", "internal": "INTERNAL_ERROR"}
+
+
 class InbucketApp:
     def __init__(self, state):
         self.store = state.mail
 
     def __call__(self, environ, start_response):
-        request = Request(environ)
-        try:
-            endpoint, args = URLS.bind_to_environ(environ).match()
-            response = getattr(self, endpoint)(request, **args)
-        except MailApiError as exc:
-            response = error_response(exc.status, exc.code, exc.message, exc.headers)
-        except MethodNotAllowed as exc:
-            response = error_response(405, "METHOD_NOT_ALLOWED", "%s is not allowed here" % request.method,
-                                      [("Allow", ", ".join(sorted(exc.valid_methods or ())))])
-        except HTTPException as exc:  # no such route, or a body that could not be read
-            if exc.code == 404:
-                response = error_response(404, "NOT_FOUND", "no route for %s" % request.path[:200])
-            else:
-                response = error_response(exc.code, "HTTP_%d" % exc.code, exc.description)
-        except Exception:
-            log("mail-web: internal error on %s %s:\n%s" % (request.method, request.path[:200],
-                                                            traceback.format_exc()))
-            response = error_response(500, "INTERNAL_ERROR",
-                                      "internal error in the emulator (see the guest journal)")
-        with contextlib.suppress(OSError, HTTPException):
-            drain(request, MAX_BODY)  # an unread body, so that an early answer gets through
-        return response(environ, start_response)
+        return answer_json_service("mail-web", environ, start_response, self.route, MailApiError, error_response,
+                                   ERROR_CODES, MAX_BODY)
+
+    def route(self, request):
+        endpoint, args = URLS.bind_to_environ(request.environ).match()
+        return getattr(self, endpoint)(request, **args)
 
     def index(self, request):
         items = "".join('<li><a href="/api/v1/mailbox/%s">%s</a></li>' % (urllib.parse.quote(b), escape(b))

@@ -8,7 +8,6 @@ through another host port still hands out a matching issuer.
 """
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -16,18 +15,15 @@ import re
 import secrets
 import threading
 import time
-import traceback
 import urllib.parse
 import uuid
 from html import escape
 
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
 
-from .config import log
 from .dashboard import page
-from .web import drain, json_response
+from .web import answer_json_service, drain, json_response
 
 MAX_FORM = 64 * 1024
 DEFAULT_EMAIL = "mock-user@example.com"
@@ -149,34 +145,21 @@ class OAuthStore:
         return data["email"]
 
 
+ERROR_CODES = {"not_found": "not_found", "method": "METHOD_NOT_ALLOWED", "http": "invalid_request", "internal": "server_error"}
+
+
 class OAuthProviderApp:
     def __init__(self, state, store=None):
         self.default_port = state.cfg.oauth_port
         self.store = store or OAuthStore()
 
     def __call__(self, environ, start_response):
-        request = Request(environ)
-        try:
-            endpoint, _ = URLS.bind_to_environ(environ).match()
-            response = getattr(self, endpoint)(request)
-        except OAuthError as exc:
-            response = error_response(exc.status, exc.code, exc.message, exc.headers)
-        except MethodNotAllowed as exc:
-            response = error_response(405, "METHOD_NOT_ALLOWED", "%s is not allowed here" % request.method,
-                                      [("Allow", ", ".join(sorted(exc.valid_methods or ())))])
-        except HTTPException as exc:  # no such route, or a body that could not be read
-            if exc.code == 404:
-                response = error_response(404, "not_found", "no route for %s" % request.path[:200])
-            else:
-                response = error_response(exc.code, "invalid_request", exc.description)
-        except Exception:
-            log("mock-oauth: internal error on %s %s:\n%s" % (request.method, request.path[:200],
-                                                              traceback.format_exc()))
-            response = error_response(500, "server_error",
-                                      "internal error in the emulator (see the guest journal)")
-        with contextlib.suppress(OSError, HTTPException):
-            drain(request, MAX_FORM)  # an unread body, so that an early answer gets through
-        return response(environ, start_response)
+        return answer_json_service("mock-oauth", environ, start_response, self.route, OAuthError, error_response,
+                                   ERROR_CODES, MAX_FORM)
+
+    def route(self, request):
+        endpoint, _ = URLS.bind_to_environ(request.environ).match()
+        return getattr(self, endpoint)(request)
 
     def issuer(self, request):
         """http://localhost:<port the client used>: right even when a resumed VM is reached

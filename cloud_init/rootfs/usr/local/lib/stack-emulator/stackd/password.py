@@ -63,24 +63,32 @@ def sign_in(ctx):
             "user_id": str(row["id"])}
 
 
+def _signed_in_row(ctx):
+    row = users.load_row(ctx.cur, ctx.project_id, ctx.require_user())
+    if row is None:
+        raise errors.user_not_found()
+    return row
+
+
+def _store_password(ctx, user_id, password):
+    passwords.check_rules(password)
+    ctx.cur.execute("UPDATE emulator.users SET password_hash = %s WHERE id = %s",
+                    (passwords.hash_password(password), user_id))
+    return {"success": True}
+
+
 @routes.post("/auth/password/update", access=CLIENT_UP)
 def update_password(ctx):
     f = ctx.fields()
     old = f.string("old_password", required=True)
     new = f.string("new_password", required=True)
     f.check()
-    user_id = ctx.require_user()
-    row = users.load_row(ctx.cur, ctx.project_id, user_id)
-    if row is None:
-        raise errors.user_not_found()
+    row = _signed_in_row(ctx)
     if row["password_hash"] is None:
         raise errors.user_does_not_have_password()
     if not passwords.check_password(old, row["password_hash"]):
         raise errors.password_confirmation_mismatch()
-    passwords.check_rules(new)
-    ctx.cur.execute("UPDATE emulator.users SET password_hash = %s WHERE id = %s",
-                    (passwords.hash_password(new), user_id))
-    return {"success": True}
+    return _store_password(ctx, row["id"], new)
 
 
 @routes.post("/auth/password/set", access=CLIENT_UP)
@@ -88,16 +96,10 @@ def set_password(ctx):
     f = ctx.fields()
     new = f.string("password", required=True)
     f.check()
-    user_id = ctx.require_user()
-    row = users.load_row(ctx.cur, ctx.project_id, user_id)
-    if row is None:
-        raise errors.user_not_found()
+    row = _signed_in_row(ctx)
     if row["password_hash"] is not None:
-        raise errors.KnownError("PASSWORD_ALREADY_SET", 400, "User already has a password set.")
-    passwords.check_rules(new)
-    ctx.cur.execute("UPDATE emulator.users SET password_hash = %s WHERE id = %s",
-                    (passwords.hash_password(new), user_id))
-    return {"success": True}
+        raise errors.StatusError(400, "User already has a password set.")
+    return _store_password(ctx, row["id"], new)
 
 
 @routes.post("/auth/password/send-reset-code", access=CLIENT_UP)

@@ -103,19 +103,20 @@ def admin_update(ctx):
     return admin_json(ctx.project)
 
 
-@routes.get("/projects/<project_id>/.well-known/jwks.json", access=None)
-def jwks(ctx, project_id):
+def _project_jwks(ctx, project_id, include_anonymous):
     ctx.cur.execute("SELECT 1 FROM emulator.projects WHERE id = %s", (project_id,))
     if ctx.cur.fetchone() is None:
         raise errors.KnownError("PROJECT_NOT_FOUND", 404, "Project %s not found or is not accessible with "
                                 "the current user." % project_id, {"project_id": project_id})
-    return tokens.jwks(ctx.cur, include_anonymous=ctx.query("include_anonymous") == "true")
+    return tokens.jwks(ctx.cur, include_anonymous=include_anonymous)
+
+
+@routes.get("/projects/<project_id>/.well-known/jwks.json", access=None)
+def jwks(ctx, project_id):
+    """The keys of users' tokens; anonymous users' keys only with ?include_anonymous=true."""
+    return _project_jwks(ctx, project_id, ctx.query("include_anonymous") == "true")
 
 
 @routes.get("/projects-anonymous-users/<project_id>/.well-known/jwks.json", access=None)
 def anonymous_jwks(ctx, project_id):
-    ctx.cur.execute("SELECT 1 FROM emulator.projects WHERE id = %s", (project_id,))
-    if ctx.cur.fetchone() is None:
-        raise errors.KnownError("PROJECT_NOT_FOUND", 404, "Project %s not found or is not accessible with "
-                                "the current user." % project_id, {"project_id": project_id})
-    return tokens.jwks(ctx.cur, include_anonymous=True)
+    return _project_jwks(ctx, project_id, True)

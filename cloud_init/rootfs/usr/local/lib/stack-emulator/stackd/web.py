@@ -7,11 +7,14 @@ body was read never leaves unread bytes on a kept-alive connection; the apps sti
 for S3, stream) small bodies first, so a client that is still sending gets the answer.
 """
 
+import contextlib
 import json
 import threading
+import traceback
 
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.serving import WSGIRequestHandler, make_server
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from .config import log
 
@@ -66,3 +69,32 @@ def drain(request, limit=MAX_JSON_BODY):
     if len(data) > limit:
         return None
     return data
+
+
+def answer_json_service(name, environ, start_response, route, app_error, error_response, codes, max_body):
+    """The frame of a small JSON service (mail API, mock OAuth): route(request) -> Response;
+    its own errors (app_error: .status .code .message .headers), an unknown route or method,
+    and any crash are answered by error_response(status, code, message, headers) with the
+    service's codes {"not_found", "method", "http", "internal"} ("http" may hold %d)."""
+    request = Request(environ)
+    try:
+        response = route(request)
+    except app_error as exc:
+        response = error_response(exc.status, exc.code, exc.message, exc.headers)
+    except MethodNotAllowed as exc:
+        response = error_response(405, codes["method"], "%s is not allowed here" % request.method,
+                                  [("Allow", ", ".join(sorted(exc.valid_methods or ())))])
+    except HTTPException as exc:  # no such route, or a body that could not be read
+        if exc.code == 404:
+            response = error_response(404, codes["not_found"], "no route for %s" % request.path[:200])
+        else:
+            code = codes["http"] % exc.code if "%d" in codes["http"] else codes["http"]
+            response = error_response(exc.code, code, exc.description)
+    except Exception:
+        log("%s: internal error on %s %s:\n%s" % (name, request.method, request.path[:200],
+                                                 traceback.format_exc()))
+        response = error_response(500, codes["internal"],
+                                  "internal error in the emulator (see the guest journal)")
+    with contextlib.suppress(OSError, HTTPException):
+        drain(request, max_body)  # an unread body, so that an early answer gets through
+    return response(environ, start_response)
