@@ -62,15 +62,18 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    settings = _settings(args, rotate=args.rotate or None, cold=args.cold or None, share=args.share)
+    settings = _settings(args, rotate=args.rotate or None, cold=args.cold or None, share=args.share,
+                         project_config=args.config_file)  # fmt: skip
     prepared = emulator.prepare(settings)
     inst = emulator.start(prepared, worker="cli", session=emulator.new_session_id())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         h = inst.handle
-        print(json.dumps({"ports": h.ports, "vm_dir": str(h.vm_dir), "boot": h.boot, "env": h.env(),
-                          "timings": inst.timings}, indent=2))  # fmt: skip
+        if settings.project_config is not None:
+            h.use_config_file(settings.project_config)
+        print(json.dumps({"ports": h.ports, "vm_dir": str(h.vm_dir), "boot": h.boot, "project_id": h.project_id,
+                          "env": h.env(), "timings": inst.timings}, indent=2))  # fmt: skip
         print("running; press Ctrl-C to stop", file=sys.stderr, flush=True)
         stop.wait()
     except KeyboardInterrupt:
@@ -141,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotate", action="store_true", help=SPEC_BY_NAME["rotate"].help)
     p.add_argument("--cold", action="store_true", help=SPEC_BY_NAME["cold"].help)
     p.add_argument("--share", type=Path, help=SPEC_BY_NAME["share"].help)
+    p.add_argument(
+        "--config-file",
+        type=Path,
+        metavar="FILE",
+        help="An app's Stack config file: print the env of its project (made once per file, "
+        "given the file's config at every start) instead of the internal project's",
+    )
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("list", help="List VMs in the run directory")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_file import load_config_file
 from .errors import ConfigError
 from .machine import ACCELERATORS
 from .ports import DEFAULT_BASE_PORT
@@ -67,6 +68,11 @@ def _share(value: str | Path) -> Path:
     return path
 
 
+def _project_config(value: str | Path) -> Path:
+    """A Stack config file that can be read now (its config is read again at each start)."""
+    return load_config_file(value).path
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in choices:
@@ -120,6 +126,9 @@ SPECS: tuple[Spec, ...] = (
          False, parse_bool, env="EMULATOR_NO_SNAPSHOT", flag=True),
     Spec("share", "Share this host directory with the guest at /host over 9p (default: nothing shared)",
          None, _share, metavar="DIR"),
+    Spec("project_config", "Make the fixture's project from this Stack config file (stack.config.ts, .js "
+         "or .json): one project per file path, given the file's config at every start (default: internal)",
+         None, _project_config, env="STACK_EMULATOR_PROJECT_CONFIG", metavar="FILE"),
     Spec("accel", f"Accelerator: {', '.join(ACCELERATORS)} (default: auto)", "auto",
          _choice(ACCELERATORS), env="STACK_EMULATOR_ACCEL", metavar="NAME"),
     Spec("restore", f"Snapshot restore: {', '.join(RESTORE_METHODS)} (default: auto, mapped-ram when QEMU has it)",
@@ -143,6 +152,7 @@ class Settings:
     rotate: bool = False
     cold: bool = False
     share: Path | None = None
+    project_config: Path | None = None
     accel: str = "auto"
     restore: str = "auto"
     boot_timeout: float = 300.0

@@ -16,8 +16,9 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +42,11 @@ from .machine import (
     qemu_binary,
     qemu_version,
 )
+from .mailbox import Mailbox
 from .manifest import LAYOUT_VERSION, Manifest
 from .ports import PortAllocator, PortBlock, worker_index
 from .procs import ProcessId
+from .projects import Project, create_project, project_for_config_file
 from .qmp import QGAClient, QMPConnection
 from .runtime import base_env, runtime_env
 from .snapshot import (
@@ -84,6 +87,8 @@ class StackEmulator:
     vm_dir: Path
     boot: str = "resume"
     host: str = "127.0.0.1"
+    # The internal project's keys once project_id and the keys are a config file's project.
+    internal: Project | None = field(default=None, repr=False)
 
     def url(self, service: str) -> str:
         return f"http://{self.host}:{self.ports[service]}"
@@ -111,6 +116,14 @@ class StackEmulator:
     @property
     def serial_log(self) -> Path:
         return self.vm_dir / "serial.log"
+
+    @property
+    def mail(self) -> Mailbox:
+        """The mails the stack sent, with their codes and links: ``mail.wait_for(to=..., kind=...)``."""
+        console = f"{self.dashboard_url}/console/"
+        if self.project_id != "internal":
+            console += "?" + urllib.parse.urlencode({"project": self.project_id})
+        return Mailbox(self.inbucket_url, console_url=console)
 
     def headers(self, access: str = "server") -> dict[str, str]:
         if access not in ACCESS_TYPES:
@@ -145,6 +158,31 @@ class StackEmulator:
             env[f"{prefix}STACK_PROJECT_ID"] = self.project_id
             env[f"{prefix}STACK_PUBLISHABLE_CLIENT_KEY"] = self.publishable_client_key
         return env
+
+    def internal_project(self) -> Project:
+        """The ``internal`` project (its keys make the other projects)."""
+        if self.internal is not None:
+            return self.internal
+        keys = (self.publishable_client_key, self.secret_server_key, self.super_secret_admin_key)
+        return Project(self.backend_url, self.project_id, *keys, display_name="Stack Dashboard")
+
+    def new_project(
+        self, config: Mapping[str, Any] | None = None, *, display_name: str | None = None
+    ) -> Project:
+        """A fresh project with its own keys, users and teams; ``config`` in Stack Auth's
+        format, e.g. ``{"auth.allowSignUp": False}``."""
+        return create_project(self.internal_project(), config, display_name=display_name)
+
+    def use_config_file(self, path: str | Path) -> Project:
+        """Make ``project_id`` and the keys those of an app's Stack config file's project."""
+        internal = self.internal_project()
+        project = project_for_config_file(internal, path)
+        self.internal = internal
+        self.project_id = project.project_id
+        self.publishable_client_key = project.publishable_client_key
+        self.secret_server_key = project.secret_server_key
+        self.super_secret_admin_key = project.super_secret_admin_key
+        return project
 
 
 # --------------------------------------------------------------------------- home layout

@@ -15,6 +15,7 @@ from . import emulator
 from .config import Settings
 from .errors import StackEmulatorError
 from .plugin import state_of
+from .projects import Project
 
 
 class StackEmulatorWarning(UserWarning):
@@ -59,6 +60,8 @@ def stack_emulator(
     for message in messages:
         warnings.warn(StackEmulatorWarning(message), stacklevel=1)
     try:
+        if stack_emulator_settings.project_config is not None:
+            instance.handle.use_config_file(stack_emulator_settings.project_config)
         yield instance.handle
     finally:
         state.instance = None
@@ -76,3 +79,14 @@ def stack_emulator(
                 ),
                 stacklevel=1,
             )
+
+
+@pytest.fixture
+def stack_project(stack_emulator: emulator.StackEmulator, request: pytest.FixtureRequest) -> Project:
+    """A fresh project for one test, with its own keys, users and teams.
+
+    Give it a config in Stack Auth's format with indirect parametrization:
+    ``@pytest.mark.parametrize("stack_project", [{"auth.allowSignUp": False}], indirect=True)``.
+    """
+    config = getattr(request, "param", None)
+    return stack_emulator.new_project(config, display_name=request.node.name[:200])

@@ -16,7 +16,7 @@ def test_pages(state: SimpleNamespace) -> None:
     assert r.headers["Content-Type"] == "text/html; charset=utf-8"
     assert b"host port 26701" in r.data
     assert b"<h1>Sign up</h1>" in client.get("/handler/signup/").data
-    assert client.get("/").headers["Location"] == "/handler/sign-in"
+    assert client.get("/").headers["Location"] == "/console/"
     assert b"<h1>&lt;b&gt;</h1>" in client.get("/handler/%3Cb%3E").data
     assert client.get("/health").json == {"status": "ok"}
     assert client.get("/nothing").status_code == 404

@@ -125,3 +125,45 @@ def test_expired_codes_and_tokens_are_purged(state: SimpleNamespace) -> None:
     assert store.user_of(access) is None
     store.issue_code({"redirect_uri": REDIRECT}, "e@x.test")
     assert access not in store.tokens
+
+
+def test_authorize_alias_name_cancel_and_identities_used_before(client: Client) -> None:
+    params = {"client_id": "github", "redirect_uri": REDIRECT, "state": "s2"}
+    page = client.get("/authorize", query_string=params)
+    assert page.status_code == 200
+    assert b'<form id="sign-in" method="post" action="/authorize">' in page.data
+    assert b'class="identity"' not in page.data  # nobody signed in yet
+    r = client.post("/authorize", data={**params, "email": "grace@example.com", "name": "Grace Hopper"})
+    assert r.status_code == 302
+    code = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.headers["Location"]).query))["code"]
+    tokens = client.post("/token", data={"grant_type": "authorization_code", "code": code}).json
+    claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert (claims["email"], claims["name"]) == ("grace@example.com", "Grace Hopper")
+    me = client.get("/me", headers={"Authorization": "Bearer " + tokens["access_token"]}).json
+    assert (me["email"], me["name"], me["email_verified"]) == ("grace@example.com", "Grace Hopper", True)
+    again = client.get("/authorize", query_string=params).data
+    assert b'class="identity"' in again
+    assert b"Grace Hopper (grace@example.com)" in again
+    cancel = client.post("/authorize", data={**params, "cancel": "1"})
+    back = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(cancel.headers["Location"]).query))
+    assert (cancel.status_code, back["error"], back["state"]) == (302, "access_denied", "s2")
+    assert "code" not in back
+
+
+def test_login_hint_with_a_name_and_no_name_without_one(client: Client) -> None:
+    def sign_in(**hints: str) -> dict[str, str]:
+        r = client.get("/auth", query_string={"redirect_uri": "https://app.test/cb", **hints})
+        code = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.headers["Location"]).query))["code"]
+        access = client.post("/token", data={"grant_type": "authorization_code", "code": code}).json[
+            "access_token"
+        ]
+        return dict(client.get("/me", headers={"Authorization": "Bearer " + access}).json)
+
+    assert sign_in(login_hint="n@x.test", login_name="Nia")["name"] == "Nia"
+    assert "name" not in sign_in(login_hint="m@x.test")
+
+
+def test_an_identity_must_be_an_email_address(client: Client) -> None:
+    r = client.post("/auth", data={"redirect_uri": REDIRECT, "email": "not an address"})
+    assert (r.status_code, r.json["error"]) == (400, "invalid_request")
+    assert "email address" in r.json["error_description"]

@@ -20,6 +20,10 @@ export function buildRouteTable({ crud, schemaFields: f }) {
   const clientProjects = c("projects", "clientProjectsCrud");
   const adminProjects = c("projects", "projectsCrud");
   const teamPermDefs = c("team-permissions", "teamPermissionDefinitionsCrud");
+  const apiKeys = crud["project-api-keys"];
+  const ownedProjects = c("projects", "adminUserProjectsCrud");
+  const internalKeys = crud["internal-api-keys"];
+  const configString = f.yupObject({ config_string: f.yupString().defined() }).defined();
 
   const tokens = f.yupObject({
     access_token: f.yupString().defined(),
@@ -62,6 +66,29 @@ export function buildRouteTable({ crud, schemaFields: f }) {
     ["POST", "/auth/password/sign-in", { schema: signIn }, "item"],
     ["POST", "/auth/password/sign-up", { schema: signIn }, "item"],
     ["POST", "/auth/oauth/token", { schema: oauthToken }, "item"],
+    // OAuth sign-in (flows/oauth.mjs): authorize in JSON mode, OAuth accounts, connected accounts.
+    ["GET", `/auth/oauth/authorize/${SEG}`, { schema: f.yupObject({ location: f.yupString().defined() }).defined() }, "item"],
+    ["GET", "/oauth-providers", crud["oauth-providers"].oauthProviderCrud, "list"],
+    ["POST", "/oauth-providers", crud["oauth-providers"].oauthProviderCrud, "item"],
+    ["GET PATCH", `/oauth-providers/${SEG}/${SEG}`, crud["oauth-providers"].oauthProviderCrud, "item"],
+    ["GET", `/connected-accounts/${SEG}`, crud["connected-accounts"].connectedAccountCrud, "list"],
+    ["POST", `/connected-accounts/${SEG}/${SEG}(/${SEG})?/access-token`, crud["connected-accounts"].connectedAccountAccessTokenCrud, "item"],
+    ["POST", "/auth/otp/send-sign-in-code", { schema: f.yupObject({ nonce: f.yupString().defined() }).defined() }, "item"],
+    ["POST", "/auth/otp/sign-in", { schema: f.signInResponseSchema.defined() }, "item"],
+    ["POST", "/auth/otp/sign-in/check-code", { schema: f.yupObject({ is_code_valid: f.yupBoolean().oneOf([true]).defined() }).defined() }, "item"],
+    ...["user", "team"].flatMap((type) => [
+      ["POST", `/${type}-api-keys/check`, { schema: apiKeys[`${type}ApiKeysCrud`].server.readSchema }, "item"],
+      ["POST", `/${type}-api-keys`, { schema: apiKeys[`${type}ApiKeysCreateOutputSchema`] }, "item"],
+      ["GET", `/${type}-api-keys`, apiKeys[`${type}ApiKeysCrud`], "list"],
+      ["GET PATCH", `/${type}-api-keys/${SEG}`, apiKeys[`${type}ApiKeysCrud`], "item"],
+    ]),
+    ["GET", "/internal/projects", ownedProjects, "list"],
+    ["POST", "/internal/projects", ownedProjects, "item"],
+    ["GET", "/internal/api-keys", internalKeys.internalApiKeysCrud, "list"],
+    ["POST", "/internal/api-keys", { schema: internalKeys.internalApiKeysCreateOutputSchema }, "item"],
+    ["GET PATCH", `/internal/api-keys/${SEG}`, internalKeys.internalApiKeysCrud, "item"],
+    ["GET", "/internal/config", { schema: configString }, "item"],
+    ["GET", `/internal/config/override/${SEG}`, { schema: configString }, "item"],
   ].map(([methods, pattern, source, kind]) => ({
     methods: methods.split(" "),
     regex: new RegExp(`^${pattern}$`),
@@ -87,7 +114,9 @@ function yupMessages(err) {
 
 async function check(schema, value) {
   try {
-    await schema.validate(value, { strict: true, abortEarly: false });
+    // userIdOrMeSchema (API keys' user_id) must be told that "me" may stand in; strict
+    // validation does not transform, so a response's "me" still fails its uuid test.
+    await schema.validate(value, { strict: true, abortEarly: false, context: { stackAllowUserIdMe: true } });
     return null;
   } catch (err) {
     return yupMessages(err);

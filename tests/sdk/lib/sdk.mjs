@@ -28,6 +28,8 @@ export async function loadSdk(alias) {
   const crudNames = [
     "users", "current-user", "teams", "team-memberships", "team-member-profiles",
     "team-permissions", "project-permissions", "contact-channels", "sessions", "projects",
+    "project-api-keys", "internal-api-keys",
+    "oauth-providers", "connected-accounts",
   ];
   const crud = {};
   for (const name of crudNames) crud[name] = await esm(`interface/crud/${name}`);

@@ -11,9 +11,18 @@ from werkzeug.wrappers import Request, Response
 
 from . import (
     anonymous,
+    api_keys,
+    config_overrides,
+    connected_accounts,
     contact_channels,
     emails,
     errors,
+    internal_api_keys,
+    local_emulator,
+    oauth,
+    oauth_accounts,
+    otp,
+    owned_projects,
     password,
     permissions,
     projects,
@@ -28,7 +37,9 @@ from .routing import Routes
 from .web import drain, json_response
 
 PREFIX = "/api/v1"
-MODULES = (users, sessions, password, anonymous, projects, teams, permissions, contact_channels, emails)
+MODULES = (users, sessions, password, anonymous, projects, teams, permissions, contact_channels, emails,
+           otp, api_keys, oauth, oauth_accounts, connected_accounts,
+           owned_projects, internal_api_keys, config_overrides, local_emulator)
 
 # Headers a browser app may send and read (upstream's backend answers CORS for any origin).
 CORS_HEADERS = [
@@ -103,7 +114,8 @@ class BackendApp:
             import traceback
             log("500 on %s %s: %s\n%s" % (request.method, request.path, short_error(exc),
                                          traceback.format_exc()))
-            response = Response("Internal server error: %s" % short_error(exc), status=500,
+            response = Response("Internal server error in the stack emulator; the guest's journal "
+                                "(journalctl -u stackd) has the traceback.", status=500,
                                 content_type="text/plain; charset=utf-8")
         for name, value in CORS_HEADERS:
             response.headers.setdefault(name, value)
@@ -117,6 +129,10 @@ class BackendApp:
         return response
 
     def dispatch(self, ctx):
+        request = ctx.request
+        if "\x00" in request.path or any("\x00" in k + v for k, v in request.args.items(multi=True)):
+            raise errors.schema_error("Request validation failed on %s %s:\n  - the URL contains a NUL "
+                                      "character" % (ctx.method, ctx.path.replace("\x00", "\\0")))
         adapter = self.url_map.bind_to_environ(ctx.request.environ)
         try:
             endpoint, args = adapter.match()

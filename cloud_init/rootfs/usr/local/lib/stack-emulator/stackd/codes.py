@@ -24,6 +24,11 @@ def _hash(code):
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
 
 
+def hash_code(code):
+    """How a code sent back is looked up: the SHA-256 of the lower-cased code."""
+    return _hash(code.lower())
+
+
 def generate():
     return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
 
@@ -38,9 +43,9 @@ def project_of(cur, purpose, code):
     return row["project_id"] if row else None
 
 
-def create(cur, project_id, purpose, user_id=None, data=None, ttl_seconds=DEFAULT_TTL_SECONDS):
-    """A fresh code for purpose."""
-    code = generate()
+def create(cur, project_id, purpose, user_id=None, data=None, ttl_seconds=DEFAULT_TTL_SECONDS, code=None):
+    """A fresh code for purpose (or `code`, made by generate(), when data must name it)."""
+    code = code or generate()
     cur.execute("INSERT INTO emulator.verification_codes (code_hash, project_id, purpose, user_id, data, "
                 "expires_at) VALUES (%s, %s, %s, %s, %s, clock_timestamp() + make_interval(secs => %s))",
                 (_hash(code), project_id, purpose, user_id, json.dumps(data or {}), ttl_seconds))
@@ -106,8 +111,13 @@ def parse_url(value):
     """(scheme, hostname, port-or-None) of an absolute URL, or None when `new URL()` would refuse it."""
     if not isinstance(value, str) or not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", value.strip()):
         return None
+    text = value.strip()
+    if re.match(r"^(https?|ftp|wss?):", text, re.IGNORECASE):
+        # As a browser (WHATWG URL) reads special schemes: tab and newlines are dropped and a
+        # backslash is a slash, so "http://evil.example\\@localhost/" goes to evil.example.
+        text = re.sub(r"[\t\r\n]", "", text).replace("\\", "/")
     try:
-        parts = urllib.parse.urlsplit(value.strip())
+        parts = urllib.parse.urlsplit(text)
         port = parts.port
     except ValueError:
         return None

@@ -1,6 +1,7 @@
 """The dashboard port (${STACK_EMULATOR_PORT_PREFIX:-81}01): the handler pages an app links to.
 
-  /                               307 to /handler/sign-in
+  /                               307 to /console/
+  /console/...                    the emulator console (console.py)
   /handler/sign-in (and sign-up)  a static page: the health check upstream uses
   /handler/email-verification     ?code=... verifies an email address (the link in the mail)
   /handler/<anything else>        a placeholder page
@@ -15,6 +16,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from . import console
 from .config import log
 from .web import drain, json_response
 
@@ -52,9 +54,12 @@ class DashboardApp:
     def __init__(self, state, verify_email=None):
         self.backend_host_port = state.cfg.backend_host_port
         self.verify_email = verify_email
+        self.console = console.create_app(state)
 
     def __call__(self, environ, start_response):
         request = Request(environ)
+        if console.owns(request.path):
+            return self.console(environ, start_response)
         try:
             if request.method not in ("GET", "HEAD"):
                 raise MethodNotAllowed(["GET", "HEAD"])
@@ -77,12 +82,13 @@ class DashboardApp:
         return response(environ, start_response)
 
     def root(self, request):
-        return Response(b"", status=307, headers=[("Location", "/handler/sign-in")])
+        return Response(b"", status=307, headers=[("Location", console.PREFIX + "/")])
 
     def sign_in(self, request):
         title = "Sign in" if request.path.rstrip("/").endswith("in") else "Sign up"
         return html_response(page(title, (
-            "<p>Stack Auth emulator dashboard. Use the backend API on host port %d.</p>"
+            "<p>Stack Auth emulator dashboard. Use the backend API on host port %d. "
+            "See the project's users, teams, sessions and mails in the <a href=\"/console/\">console</a>.</p>"
             "<form><label>Email <input type=email name=email></label> "
             "<label>Password <input type=password name=password></label> "
             "<button disabled>%s</button></form>" % (self.backend_host_port, title))))

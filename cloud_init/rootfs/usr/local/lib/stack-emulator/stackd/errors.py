@@ -165,8 +165,11 @@ def user_id_does_not_exist(user_id):
 
 
 def user_email_already_exists(email, would_work_if_email_was_verified=False):
+    tail = (" but the email is not verified. Please login to your existing account with the method you used to "
+            "sign up, and then verify your email to sign in with this login method."
+            if would_work_if_email_was_verified else ".")
     return KnownError("USER_EMAIL_ALREADY_EXISTS", 409,
-                      "A user with email %s already exists." % email,
+                      "A user with email %s already exists%s" % (email, tail),
                       {"email": email, "would_work_if_email_was_verified": would_work_if_email_was_verified})
 
 
@@ -310,3 +313,107 @@ def client_user_deletion_not_enabled():
 def route_not_found(url):
     return StatusError(404, "404 — this page does not exist in Stack Auth's API.\n\n"
                             "The stack emulator serves the routes listed in its README.\n\nURL: %s\n" % url)
+
+
+# ---- API keys (api_keys.py)
+
+def api_key_not_found():
+    return KnownError("API_KEY_NOT_FOUND", 404, "API key not found.")
+
+
+def api_key_revoked():
+    return KnownError("API_KEY_REVOKED", 401, "API key has been revoked.")
+
+
+def api_key_expired():
+    return KnownError("API_KEY_EXPIRED", 401, "API key has expired.")
+
+
+def wrong_api_key_type(expected_type, actual_type):
+    return KnownError("WRONG_API_KEY_TYPE", 400,
+                      "This endpoint is for %s API keys, but a %s API key was provided."
+                      % (expected_type, actual_type),
+                      {"expected_type": expected_type, "actual_type": actual_type})
+
+
+# ---- OAuth sign-in, OAuth accounts, connected accounts (oauth.py, oauth_accounts.py, connected_accounts.py)
+
+def invalid_oauth_client_id_or_secret(client_id=None):
+    return KnownError("INVALID_OAUTH_CLIENT_ID_OR_SECRET", 400,
+                      "The OAuth client ID or secret is invalid. The client ID must be equal to the project ID "
+                      "(potentially with a hash and a branch ID), and the client secret must be a publishable "
+                      "client key.", {"client_id": client_id})
+
+
+def oauth_provider_not_found_or_not_enabled():
+    return KnownError("OAUTH_PROVIDER_NOT_FOUND_OR_NOT_ENABLED", 400, "The OAuth provider is not found or not enabled.")
+
+
+def oauth_extra_scope_not_available_with_shared_oauth_keys():
+    return KnownError("OAUTH_EXTRA_SCOPE_NOT_AVAILABLE_WITH_SHARED_OAUTH_KEYS", 400,
+                      "Extra scopes are not available with shared OAuth keys. Please add your own OAuth keys on the "
+                      "Stack dashboard to use extra scopes.")
+
+
+def outer_oauth_timeout():
+    return KnownError("OUTER_OAUTH_TIMEOUT", 408, "The OAuth flow has timed out. Please sign in again.")
+
+
+def invalid_authorization_code():
+    return KnownError("INVALID_AUTHORIZATION_CODE", 400, "The given authorization code is invalid.")
+
+
+def oauth_provider_access_denied():
+    return KnownError("OAUTH_PROVIDER_ACCESS_DENIED", 400, "The OAuth provider denied access to the user.")
+
+
+def oauth_provider_temporarily_unavailable():
+    return KnownError("OAUTH_PROVIDER_TEMPORARILY_UNAVAILABLE", 503,
+                      "The OAuth provider is temporarily unavailable. Please try again later.")
+
+
+def oauth_connection_already_connected_to_another_user():
+    return KnownError("OAUTH_CONNECTION_ALREADY_CONNECTED_TO_ANOTHER_USER", 409,
+                      "The OAuth connection is already connected to another user.")
+
+
+def oauth_connection_not_connected_to_user():
+    return KnownError("OAUTH_CONNECTION_NOT_CONNECTED_TO_USER", 400, "The OAuth connection is not connected to any user.")
+
+
+def oauth_connection_does_not_have_required_scope():
+    return KnownError("OAUTH_CONNECTION_DOES_NOT_HAVE_REQUIRED_SCOPE", 400,
+                      "The OAuth connection does not have the required scope.")
+
+
+def oauth_provider_account_id_already_used_for_sign_in():
+    return KnownError("OAUTH_PROVIDER_ACCOUNT_ID_ALREADY_USED_FOR_SIGN_IN", 400,
+                      "A provider with the same account ID is already used for signing in.")
+
+
+# ---- projects, admin access tokens, config overrides (owned_projects.py, config_overrides.py, ...)
+
+def unparsable_admin_access_token():
+    return KnownError("UNPARSABLE_ADMIN_ACCESS_TOKEN", 401, "Admin access token is not parsable.")
+
+
+def admin_access_token_expired(expired_at_millis):
+    return KnownError("ADMIN_ACCESS_TOKEN_EXPIRED", 401,
+                      "Admin access token has expired. Please refresh it and try again.",
+                      {"expired_at_millis": expired_at_millis})
+
+
+def admin_access_token_is_not_admin():
+    return KnownError("ADMIN_ACCESS_TOKEN_IS_NOT_ADMIN", 401,
+                      "Admin access token does not have the required permissions to access this project.")
+
+
+def expected_internal_project():
+    return KnownError("EXPECTED_INTERNAL_PROJECT", 401, "The project ID is expected to be internal.")
+
+
+def anonymous_authentication_not_allowed():
+    return KnownError("ANONYMOUS_AUTHENTICATION_NOT_ALLOWED", 401,
+                      "X-Stack-Access-Token is for an anonymous user, but anonymous users are not enabled. "
+                      "Set the X-Stack-Allow-Anonymous-User header of this request to 'true' to allow "
+                      "anonymous users.")

@@ -8,6 +8,11 @@
   GET    /api/v1/mailbox/<name>/<id>/source     the raw message
   GET    /  (also /index.html, /monitor, /status)   an HTML index: the health check
 
+  GET    /api/v1/stack-emulator/messages?to=<address>&kind=<kind>&project=<id>&limit=<n>
+         the emulator's out-of-band view (not Inbucket's): the caught mails, newest first,
+         each {id, mailbox, to, subject, kind, link, code, project_id, received_at, text,
+         html}; kind is verification, reset, otp, invitation or other (see mail_codes.py)
+
 <name> may be a whole address: it is mapped as SMTP delivery maps recipients.
 """
 
@@ -18,6 +23,7 @@ from html import escape
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
+from . import mail_codes
 from .mail import mailbox_name, message_details
 from .web import answer_json_service, drain, json_response
 
@@ -41,6 +47,7 @@ URLS = Map([
     Rule("/api/v1/mailbox/<name>", endpoint="mailbox", methods=["GET", "DELETE"]),
     Rule("/api/v1/mailbox/<name>/<msg_id>", endpoint="message", methods=["GET", "PATCH", "DELETE"]),
     Rule("/api/v1/mailbox/<name>/<msg_id>/source", endpoint="source", methods=["GET"]),
+    Rule("/api/v1/stack-emulator/messages", endpoint="oob_messages", methods=["GET"]),
 ], strict_slashes=False, merge_slashes=False)
 
 
@@ -109,6 +116,25 @@ class InbucketApp:
         if meta is None:
             raise not_found()
         return Response(raw, headers=CORS, content_type="text/plain; charset=utf-8")
+
+    def oob_messages(self, request):
+        args = request.args
+        unknown = sorted(set(args) - {"to", "kind", "project", "limit"})
+        if unknown:
+            raise MailApiError(400, "SCHEMA_ERROR", "unknown query parameter %s: use to, kind, project "
+                               "and limit" % ", ".join(unknown))
+        to = (args.get("to") or "").strip() or None
+        if to is not None and mailbox_name(to) is None:
+            raise MailApiError(400, "INVALID_MAILBOX", "to=%s is not an email address or a mailbox name" % to[:200])
+        kind = args.get("kind") or None
+        kinds = mail_codes.KINDS + (mail_codes.OTHER,)
+        if kind is not None and kind not in kinds:
+            raise MailApiError(400, "SCHEMA_ERROR", "kind must be one of %s, not %s" % (", ".join(kinds), kind[:100]))
+        limit = args.get("limit") or "100"
+        if not limit.isdigit() or not 1 <= int(limit) <= mail_codes.MAX_LIMIT:
+            raise MailApiError(400, "SCHEMA_ERROR", "limit must be a whole number from 1 to %d" % mail_codes.MAX_LIMIT)
+        found = mail_codes.messages(self.store, to, kind, args.get("project") or None, int(limit))
+        return json_response(found, headers=CORS)
 
 
 def mailbox_of(name):

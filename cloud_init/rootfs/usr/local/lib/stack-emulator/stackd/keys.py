@@ -55,4 +55,7 @@ def project_keys(cur, project_id):
 
 
 def key_matches(expected, given):
-    return bool(expected) and bool(given) and hmac.compare_digest(expected.lower(), given.strip().lower())
+    """Constant-time comparison; any text (a non-ASCII key simply does not match)."""
+    if not expected or not isinstance(given, str) or not given:
+        return False
+    return hmac.compare_digest(expected.lower().encode("utf-8"), given.strip().lower().encode("utf-8"))

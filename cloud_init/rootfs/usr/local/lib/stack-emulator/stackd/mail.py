@@ -221,24 +221,27 @@ class MailStore:
         return [n for n in names if not n.startswith("_") and os.path.isdir(os.path.join(self.root, n))]
 
 
-def build_message(to_address, subject, text, html=None, from_address=MAIL_FROM):
+def build_message(to_address, subject, text, html=None, from_address=MAIL_FROM, headers=None):
     msg = EmailMessage()
     msg["From"] = from_address
     msg["To"] = to_address
     msg["Subject"] = subject
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(domain="stack-emulator.local")
+    for name, value in (headers or {}).items():
+        msg[name] = value
     msg.set_content(text)
     if html is not None:
         msg.add_alternative(html, subtype="html")
     return msg
 
 
-def send(cfg, to_address, subject, text, html=None, from_address=MAIL_FROM):
-    """Send a mail through the mail catcher's SMTP port, as any SMTP client would.
+def send(cfg, to_address, subject, text, html=None, from_address=MAIL_FROM, headers=None):
+    """Send a mail (with extra `headers`, a dict) through the mail catcher's SMTP port, as any
+    SMTP client would.
 
     Raises MailError, naming the address and the port, when the mail was not accepted."""
-    msg = build_message(to_address, subject, text, html, from_address)
+    msg = build_message(to_address, subject, text, html, from_address, headers)
     where = "127.0.0.1:%d" % cfg.smtp_port
     try:
         with smtplib.SMTP("127.0.0.1", cfg.smtp_port, local_hostname="stack-emulator",

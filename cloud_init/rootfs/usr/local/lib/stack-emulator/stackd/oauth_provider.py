@@ -1,9 +1,13 @@
 """The mock OAuth 2.0 / OIDC provider (port ${STACK_EMULATOR_MOCK_OAUTH_HOST_PORT:-26704}).
 
-Any client id and secret are accepted. /auth shows a one-field sign-in form (or signs in
-login_hint at once) and redirects back with a code; /token trades it (PKCE checked) for an
-opaque access token, a refresh token and an HS256 id_token signed with the client secret;
-/me returns the user. The issuer is http://localhost:<port the client used>, so a VM reached
+Any client id and secret are accepted. /auth (also /authorize) shows a sign-in form: type an
+email address and an optional name, or pick an identity used before; Cancel answers the app
+with error=access_denied. A client without a browser skips the form with query parameters:
+login_hint=<email> (and login_name=<name>) signs in at once, or POST the form's fields plus
+email= (and name=) to /auth. Either way it redirects back with a code; /token trades it (PKCE
+checked) for an opaque access token, a refresh token and an HS256 id_token signed with the
+client secret; /me returns the user (sub: a stable id per email address, email, and name when
+one was given). The issuer is http://localhost:<port the client used>, so a VM reached
 through another host port still hands out a matching issuer.
 """
 
@@ -27,10 +31,13 @@ from .web import answer_json_service, drain, json_response
 
 MAX_FORM = 64 * 1024
 DEFAULT_EMAIL = "mock-user@example.com"
+EMAIL_RE = re.compile(r"[^\s@]+@[^\s@]+")
 HEADERS = [("Access-Control-Allow-Origin", "*"), ("Cache-Control", "no-store")]
 
 URLS = Map([
     Rule("/", endpoint="index", methods=["GET"]),
+    Rule("/authorize", endpoint="authorize", methods=["GET"]),
+    Rule("/authorize", endpoint="authorize_submit", methods=["POST"]),
     Rule("/.well-known/openid-configuration", endpoint="discovery", methods=["GET"]),
     Rule("/.well-known/oauth-authorization-server", endpoint="discovery", methods=["GET"]),
     Rule("/jwks", endpoint="jwks", methods=["GET"]),
@@ -81,10 +88,12 @@ class OAuthStore:
     CODE_SECONDS = 600
     TOKEN_SECONDS = 3600
     MAX_REFRESH_TOKENS = 10000
+    MAX_RECENT = 10
 
     def __init__(self):
         self.lock = threading.Lock()
         self.codes, self.tokens, self.refresh = {}, {}, {}
+        self.recent = []  # (email, name) signed in lately, newest first: the form offers them
 
     def _purge(self):
         now = time.time()
@@ -94,12 +103,14 @@ class OAuthStore:
         if len(self.refresh) > self.MAX_REFRESH_TOKENS:
             self.refresh.clear()
 
-    def issue_code(self, params, email):
+    def issue_code(self, params, email, name=None):
         code = secrets.token_urlsafe(24)
         with self.lock:
             self._purge()
+            self.recent = [(email, name)] + [r for r in self.recent if r[0].lower() != email.lower()]
+            del self.recent[self.MAX_RECENT:]
             self.codes[code] = {
-                "email": email, "client_id": params.get("client_id", ""),
+                "email": email, "name": name, "client_id": params.get("client_id", ""),
                 "redirect_uri": params["redirect_uri"], "nonce": params.get("nonce"),
                 "challenge": params.get("code_challenge"),
                 "method": params.get("code_challenge_method", "plain"),
@@ -130,19 +141,29 @@ class OAuthStore:
                 raise OAuthError(400, "unsupported_grant_type",
                                  "grant_type must be authorization_code or refresh_token")
             access = secrets.token_urlsafe(32)
-            self.tokens[access] = {"email": grant["email"], "exp": time.time() + self.TOKEN_SECONDS}
-            self.refresh[refresh] = {"email": grant["email"],
+            self.tokens[access] = {"email": grant["email"], "name": grant.get("name"),
+                                   "exp": time.time() + self.TOKEN_SECONDS}
+            self.refresh[refresh] = {"email": grant["email"], "name": grant.get("name"),
                                      "client_id": client_id or grant.get("client_id", ""),
                                      "nonce": None, "scope": grant.get("scope", "openid")}
         return grant, access, refresh
 
     def user_of(self, access_token):
         """The email address an unexpired access token belongs to, or None."""
+        identity = self.identity_of(access_token)
+        return identity[0] if identity else None
+
+    def identity_of(self, access_token):
+        """(email, name or None) of an unexpired access token, or None."""
         with self.lock:
             data = self.tokens.get(access_token)
         if data is None or data["exp"] < time.time():
             return None
-        return data["email"]
+        return data["email"], data.get("name")
+
+    def recent_identities(self):
+        with self.lock:
+            return list(self.recent)
 
 
 ERROR_CODES = {"not_found": "not_found", "method": "METHOD_NOT_ALLOWED", "http": "invalid_request", "internal": "server_error"}
@@ -205,20 +226,53 @@ class OAuthProviderApp:
         params = first_values(request.args.lists())
         check_redirect_uri(params)
         if params.get("login_hint") or params.get("prompt") == "none":
-            return self.redirect_with_code(request, params, params.get("login_hint") or DEFAULT_EMAIL)
+            return self.redirect_with_code(request, params, params.get("login_hint") or DEFAULT_EMAIL,
+                                           params.get("login_name"))
+        return html_response(page("Mock OAuth sign-in", self.sign_in_form(params, request.path)))
+
+    def sign_in_form(self, params, action="/auth"):
+        """The sign-in page: type an identity, pick one used before, or cancel. Plain HTML forms,
+        each carrying the authorization request's parameters, so a script can post them too."""
+        params = {k: v for k, v in params.items() if k not in ("email", "name", "cancel")}
         hidden = "".join('<input type="hidden" name="%s" value="%s">' % (escape(k), escape(v))
                          for k, v in params.items())
-        return html_response(page("Mock OAuth sign-in", (
-            '<form method="post" action="/auth">%s<label>Email <input type="email" name="email" '
-            'value="%s"></label> <button type="submit">Sign in</button></form>' % (hidden, DEFAULT_EMAIL))))
+        parts = ['<p>A mock OAuth provider: any email address signs in, no password. The app gets '
+                 'that address, verified, and the name if you give one.</p>',
+                 '<form id="sign-in" method="post" action="%s">%s<p><label>Email <input type="email" '
+                 'name="email" value="%s" required></label></p><p><label>Name (optional) <input type="text" '
+                 'name="name"></label></p><p><button type="submit">Sign in</button></p></form>'
+                 % (escape(action), hidden, DEFAULT_EMAIL)]
+        recent = self.store.recent_identities()
+        if recent:
+            parts.append("<h2>Signed in before</h2>")
+            for email, name in recent:
+                label = "%s (%s)" % (name, email) if name else email
+                name_input = '<input type="hidden" name="name" value="%s">' % escape(name) if name else ""
+                parts.append('<form class="identity" method="post" action="%s">%s<input type="hidden" '
+                             'name="email" value="%s">%s<button type="submit">%s</button></form>'
+                             % (escape(action), hidden, escape(email), name_input, escape(label)))
+        parts.append('<form id="cancel" method="post" action="%s">%s<input type="hidden" name="cancel" '
+                     'value="1"><button type="submit">Cancel</button></form>' % (escape(action), hidden))
+        return "".join(parts)
 
     def authorize_submit(self, request):
         params = read_form(request)
         check_redirect_uri(params)
-        return self.redirect_with_code(request, params, params.get("email") or DEFAULT_EMAIL)
+        if params.get("cancel"):
+            return self.redirect_back(params, {"error": "access_denied",
+                                               "error_description": "End-User aborted interaction"})
+        return self.redirect_with_code(request, params, params.get("email") or DEFAULT_EMAIL,
+                                       params.get("name"))
 
-    def redirect_with_code(self, request, params, email):
-        query = {"code": self.store.issue_code(params, email), "iss": self.issuer(request)}
+    def redirect_with_code(self, request, params, email, name=None):
+        email = email.strip()
+        if not EMAIL_RE.fullmatch(email):
+            raise OAuthError(400, "invalid_request", "%r is not an email address; type one such as "
+                             "ada@example.com" % email[:200])
+        code = self.store.issue_code(params, email, (name or "").strip() or None)
+        return self.redirect_back(params, {"code": code, "iss": self.issuer(request)})
+
+    def redirect_back(self, params, query):
         if params.get("state") is not None:
             query["state"] = params["state"]
         uri = params["redirect_uri"]
@@ -234,7 +288,9 @@ class OAuthProviderApp:
         ttl = self.store.TOKEN_SECONDS
         claims = {"iss": self.issuer(request), "sub": subject(email),
                   "aud": client_id or grant.get("client_id", ""), "iat": now, "exp": now + ttl,
-                  "email": email, "email_verified": True, "name": email.split("@")[0]}
+                  "email": email, "email_verified": True}
+        if grant.get("name"):
+            claims["name"] = grant["name"]
         if grant.get("nonce"):
             claims["nonce"] = grant["nonce"]
         return json_response({"access_token": access, "token_type": "Bearer", "expires_in": ttl,
@@ -244,12 +300,15 @@ class OAuthProviderApp:
     def userinfo(self, request):
         auth = request.headers.get("Authorization") or ""
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-        email = self.store.user_of(token) if token else None
-        if email is None:
+        identity = self.store.identity_of(token) if token else None
+        if identity is None:
             raise OAuthError(401, "invalid_token", "missing, unknown or expired access token",
                              [("WWW-Authenticate", 'Bearer error="invalid_token"')])
-        return json_response({"sub": subject(email), "email": email, "email_verified": True,
-                              "name": email.split("@")[0]}, headers=HEADERS)
+        email, name = identity
+        info = {"sub": subject(email), "email": email, "email_verified": True}
+        if name:
+            info["name"] = name
+        return json_response(info, headers=HEADERS)
 
 
 # ---------------------------------------------------------------------- request and response parts

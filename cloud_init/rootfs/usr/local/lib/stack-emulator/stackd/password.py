@@ -1,6 +1,6 @@
 """Password sign-up, sign-in, update, set and reset."""
 
-from . import codes, emails, errors, passwords, users
+from . import codes, emails, errors, passwords, tokens, users
 from .anonymous import signed_in_anonymous_user
 from .routing import CLIENT_UP, Routes
 from .sessions import issue_tokens
@@ -71,9 +71,11 @@ def _signed_in_row(ctx):
 
 
 def _store_password(ctx, user_id, password):
+    """Set the signed-in user's password; its other sessions end, this one stays."""
     passwords.check_rules(password)
     ctx.cur.execute("UPDATE emulator.users SET password_hash = %s WHERE id = %s",
                     (passwords.hash_password(password), user_id))
+    tokens.revoke_sessions(ctx.cur, ctx.project_id, user_id, keep=ctx.session_id)
     return {"success": True}
 
 
@@ -137,4 +139,5 @@ def reset(ctx):
     passwords.check_rules(password)
     ctx.cur.execute("UPDATE emulator.users SET password_hash = %s WHERE id = %s AND project_id = %s",
                     (passwords.hash_password(password), row["user_id"], ctx.project_id))
+    tokens.revoke_sessions(ctx.cur, ctx.project_id, row["user_id"])  # whoever had the old one is out
     return {"success": True}

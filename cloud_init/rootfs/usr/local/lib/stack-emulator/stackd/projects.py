@@ -50,7 +50,7 @@ def admin_json(project):
         "created_at_millis": int(project["created_at"].timestamp() * 1000),
         "is_production_mode": bool(project["is_production_mode"]),
         "is_development_environment": True,
-        "owner_team_id": None,
+        "owner_team_id": str(project["owner_team_id"]) if project.get("owner_team_id") else None,
         "onboarding_status": "completed",
         "config": out,
     }

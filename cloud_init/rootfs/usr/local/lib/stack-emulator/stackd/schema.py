@@ -145,6 +145,73 @@ CREATE TABLE IF NOT EXISTS emulator.project_permissions (
     permission_id text NOT NULL,
     PRIMARY KEY (user_id, permission_id)
 );
+CREATE TABLE IF NOT EXISTS emulator.project_api_keys (
+    id                  uuid PRIMARY KEY,
+    project_id          text NOT NULL REFERENCES emulator.projects(id) ON DELETE CASCADE,
+    user_id             uuid REFERENCES emulator.users(id) ON DELETE CASCADE,
+    team_id             uuid REFERENCES emulator.teams(id) ON DELETE CASCADE,
+    description         text NOT NULL,
+    secret_hash         text NOT NULL UNIQUE,
+    last_four           text NOT NULL,
+    is_public           boolean NOT NULL DEFAULT false,
+    expires_at          timestamptz,
+    manually_revoked_at timestamptz,
+    created_at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    CHECK ((user_id IS NULL) <> (team_id IS NULL))
+);
+CREATE INDEX IF NOT EXISTS project_api_keys_user_idx ON emulator.project_api_keys (user_id);
+CREATE INDEX IF NOT EXISTS project_api_keys_team_idx ON emulator.project_api_keys (team_id);
+CREATE TABLE IF NOT EXISTS emulator.oauth_accounts (
+    id                       uuid PRIMARY KEY,
+    project_id               text NOT NULL REFERENCES emulator.projects(id) ON DELETE CASCADE,
+    user_id                  uuid NOT NULL REFERENCES emulator.users(id) ON DELETE CASCADE,
+    provider_config_id       text NOT NULL,
+    provider_account_id      text NOT NULL,
+    email                    text,
+    allow_sign_in            boolean NOT NULL DEFAULT true,
+    allow_connected_accounts boolean NOT NULL DEFAULT true,
+    created_at               timestamptz NOT NULL DEFAULT clock_timestamp(),
+    UNIQUE (project_id, provider_config_id, user_id, provider_account_id)
+);
+CREATE INDEX IF NOT EXISTS oauth_accounts_user_idx ON emulator.oauth_accounts (user_id);
+CREATE TABLE IF NOT EXISTS emulator.oauth_tokens (
+    id               uuid PRIMARY KEY,
+    project_id       text NOT NULL REFERENCES emulator.projects(id) ON DELETE CASCADE,
+    oauth_account_id uuid NOT NULL REFERENCES emulator.oauth_accounts(id) ON DELETE CASCADE,
+    kind             text NOT NULL CHECK (kind IN ('access', 'refresh')),
+    token            text NOT NULL,
+    scopes           text[] NOT NULL DEFAULT '{}',
+    expires_at       timestamptz,
+    is_valid         boolean NOT NULL DEFAULT true,
+    created_at       timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS oauth_tokens_account_idx ON emulator.oauth_tokens (oauth_account_id);
+ALTER TABLE emulator.projects ADD COLUMN IF NOT EXISTS owner_team_id uuid;
+CREATE TABLE IF NOT EXISTS emulator.api_key_sets (
+    id                     uuid PRIMARY KEY,
+    project_id             text NOT NULL REFERENCES emulator.projects(id) ON DELETE CASCADE,
+    description            text NOT NULL,
+    publishable_client_key text UNIQUE,
+    secret_server_key      text UNIQUE,
+    super_secret_admin_key text UNIQUE,
+    expires_at             timestamptz NOT NULL,
+    manually_revoked_at    timestamptz,
+    created_at             timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS api_key_sets_project_idx ON emulator.api_key_sets (project_id);
+CREATE TABLE IF NOT EXISTS emulator.config_overrides (
+    project_id text NOT NULL REFERENCES emulator.projects(id) ON DELETE CASCADE,
+    level      text NOT NULL CHECK (level IN ('project', 'branch', 'environment')),
+    config     jsonb NOT NULL DEFAULT '{}',
+    source     jsonb,
+    PRIMARY KEY (project_id, level)
+);
+CREATE TABLE IF NOT EXISTS emulator.config_file_projects (
+    absolute_file_path text PRIMARY KEY,
+    project_id         text NOT NULL UNIQUE REFERENCES emulator.projects(id) ON DELETE CASCADE,
+    created_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at         timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 """
 
 # Placeholder keys (CONTRACT §4): non-secret by construction.

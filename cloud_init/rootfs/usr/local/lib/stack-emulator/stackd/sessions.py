@@ -7,7 +7,7 @@ client_id = project id, client_secret = publishable key), as upstream serves it.
 
 from werkzeug.wrappers import Response
 
-from . import errors, keys, tokens, users
+from . import errors, internal_api_keys, tokens, users
 from .routing import CLIENT_UP, SERVER_UP, Routes
 from .validate import MISSING
 from .web import json_bytes
@@ -43,11 +43,13 @@ def session_json(row, current_id):
 @routes.post("/auth/sessions", access=SERVER_UP)
 def create_session(ctx):
     f = ctx.fields()
-    user_id = f.uuid("user_id", required=True)
+    raw_user = f.string("user_id", required=True)
     expires = f.integer("expires_in_millis", minimum=1, maximum=1000 * 60 * 60 * 24 * 367)
     impersonation = f.boolean("is_impersonation")
     f.check()
-    users.load(ctx.cur, ctx.project_id, user_id)
+    user_id = ctx.resolve_user_id(raw_user, "body.user_id")
+    if users.load_row(ctx.cur, ctx.project_id, user_id) is None:
+        raise errors.user_id_does_not_exist(user_id)
     out = issue_tokens(ctx, user_id, None if expires is MISSING else expires,
                        impersonation is True)
     return {"refresh_token": out["refresh_token"], "access_token": out["access_token"]}
@@ -59,13 +61,15 @@ def list_sessions(ctx):
     if raw is None:
         raise errors.schema_error("Request validation failed on GET %s:\n  - query.user_id must be defined"
                                   % ctx.path)
-    user_id = ctx.resolve_user_id(raw)
+    user_id = ctx.resolve_user_id(raw, "query.user_id")
     if not ctx.is_server and user_id != ctx.user_id:
-        raise errors.user_authentication_required()
+        raise errors.StatusError(403, "Client can only list sessions for their own user.")
     users.load(ctx.cur, ctx.project_id, user_id)
+    # As upstream: newest first, impersonation sessions only for the admin key.
     ctx.cur.execute("SELECT * FROM emulator.sessions WHERE user_id = %s AND project_id = %s "
-                    "AND (expires_at IS NULL OR expires_at > clock_timestamp()) ORDER BY created_at",
-                    (user_id, ctx.project_id))
+                    "AND (expires_at IS NULL OR expires_at > clock_timestamp()) "
+                    "AND (NOT is_impersonation OR %s) ORDER BY created_at DESC",
+                    (user_id, ctx.project_id, ctx.access_type == "admin"))
     items = [session_json(r, ctx.session_id) for r in ctx.cur.fetchall()]
     return {"items": items, "is_paginated": False}
 
@@ -94,7 +98,15 @@ def refresh_current(ctx):
 @routes.delete("/auth/sessions/<session_id>", access=CLIENT_UP)
 def delete_session(ctx, session_id):
     raw = ctx.query("user_id")
-    user_id = ctx.resolve_user_id(raw) if raw else (None if ctx.is_server else ctx.require_user())
+    user_id = ctx.resolve_user_id(raw, "query.user_id") if raw else None
+    if not ctx.is_server:
+        # A client deletes only sessions of the user it is signed in as (upstream answers the
+        # same 404 as for a session that does not exist).
+        if ctx.user_id is None:
+            raise errors.cannot_get_own_user_without_user()
+        if user_id is not None and user_id != ctx.user_id:
+            raise errors.StatusError(404, "Session not found.")
+        user_id = ctx.user_id
     if session_id == str(ctx.session_id):
         raise errors.cannot_delete_current_session()
     params = [session_id, ctx.project_id]
@@ -110,18 +122,20 @@ def delete_session(ctx, session_id):
 
 @routes.post("/auth/oauth/token", access=None)
 def oauth_token(ctx):
-    """The OAuth 2 token endpoint: the refresh_token grant (authorization_code: see oauth.py)."""
-    form = ctx.body() or {}
-    if not isinstance(form, dict):
-        form = {}
+    """The OAuth 2 token endpoint: the refresh_token grant here, authorization_code in oauth.py."""
+    body = ctx.body() or {}
+    # Form fields are strings; a JSON body's other values count as absent (never a 500).
+    form = {k: v for k, v in body.items() if isinstance(v, str)} if isinstance(body, dict) else {}
     grant = form.get("grant_type")
+    if not grant:
+        raise errors.schema_error("Request validation failed on POST %s:\n  - body.grant_type must be "
+                                  "defined" % ctx.path)
     client_id = form.get("client_id") or ""
     client_secret = form.get("client_secret") or ""
     ctx.cur.execute("SELECT * FROM emulator.projects WHERE id = %s", (client_id,))
     project = ctx.cur.fetchone()
-    if project is None or not keys.key_matches(
-            keys.project_keys(ctx.cur, client_id).get("publishable_client_key"), client_secret):
-        return oauth_error("invalid_client", "Invalid client: client is invalid", 400)
+    if project is None or not internal_api_keys.client_secret_ok(ctx.cur, project, client_secret):
+        raise errors.invalid_oauth_client_id_or_secret(client_id or None)
     ctx.project, ctx.project_id = project, client_id
     if grant == "refresh_token":
         row = tokens.session_for_refresh_token(ctx.cur, client_id, form.get("refresh_token") or "")
@@ -129,6 +143,9 @@ def oauth_token(ctx):
         return {"access_token": access_token, "token_type": "Bearer",
                 "expires_in": tokens.ACCESS_TOKEN_SECONDS - 1,
                 "refresh_token": form.get("refresh_token"), "scope": "legacy"}
+    if grant == "authorization_code":
+        from .oauth import authorization_code_grant  # oauth.py issues its sessions here
+        return authorization_code_grant(ctx, form)
     return oauth_error("unsupported_grant_type", "Unsupported grant type: grant_type is invalid", 400)
 
 

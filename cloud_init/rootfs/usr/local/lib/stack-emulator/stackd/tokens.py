@@ -175,3 +175,9 @@ def session_for_refresh_token(cur, project_id, refresh_token):
     if row is None:
         raise errors.refresh_token_not_found_or_expired()
     return row
+
+
+def revoke_sessions(cur, project_id, user_id, keep=None):
+    """End every session of a user but `keep` (upstream does this when a password changes)."""
+    cur.execute("DELETE FROM emulator.sessions WHERE user_id::text = %s AND project_id = %s "
+                "AND id::text <> %s", (str(user_id), project_id, str(keep or "")))

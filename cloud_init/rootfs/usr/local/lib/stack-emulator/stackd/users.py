@@ -3,7 +3,7 @@
 import json
 import uuid
 
-from . import errors, passwords
+from . import errors, passwords, tokens
 from .db import UniqueViolation
 from .routing import CLIENT_UP, SERVER_UP, Routes
 from .validate import MISSING, parse_uuid
@@ -40,6 +40,7 @@ def restriction(row):
 
 def server_json(cur, row):
     """A users row (from USER_SELECT) in the server read shape of users.js."""
+    from .oauth_accounts import providers_of_user
     from .teams import team_json  # teams imports users for member profiles
 
     selected_team = None
@@ -74,9 +75,9 @@ def server_json(cur, row):
             row["restricted_by_admin_private_details"] if row["restricted_by_admin"] else None,
         "country_code": row["country_code"],
         "risk_scores": {"sign_up": {"bot": 0, "free_trial_abuse": 0}},
-        "oauth_providers": [],
+        "oauth_providers": providers_of_user(cur, row["id"]),
         "auth_with_email": bool(row["primary_email_used_for_auth"]),
-        "requires_totp_mfa": bool(row["totp_secret_base64"]) and bool(row["otp_auth_enabled"]),
+        "requires_totp_mfa": bool(row["totp_secret_base64"]),
     }
 
 
@@ -117,7 +118,8 @@ def create(cur, project_id, fields, is_anonymous=False):
     """Insert a user from validated fields (a dict); returns its id."""
     user_id = uuid.uuid4()
     email = fields.get("primary_email")
-    auth_enabled = fields.get("primary_email_auth_enabled", email is not None)
+    # As upstream: an address is for signing in only when the caller says so.
+    auth_enabled = bool(fields.get("primary_email_auth_enabled"))
     if email is not None and auth_enabled and email_taken(cur, project_id, email):
         raise errors.user_email_already_exists(email)
     pw = fields.get("password")
@@ -216,6 +218,7 @@ def update(cur, project_id, user_id, fields):
             columns[name] = _jsonb(fields[name])
     if "password" in fields:
         columns["password_hash"] = passwords.hash_password(fields["password"]) if fields["password"] else None
+        tokens.revoke_sessions(cur, project_id, user_id)  # as upstream: a new password ends every session
     if fields.get("is_anonymous") is False:
         columns["is_anonymous"] = False
     if "selected_team_id" in fields:
@@ -235,23 +238,38 @@ def update(cur, project_id, user_id, fields):
 
 
 def _update_primary_email(cur, project_id, user_id, fields):
+    """Move the primary email as upstream does: the old primary channel is demoted, never
+    deleted, and an existing channel of the new address is promoted with its verification."""
     cur.execute("SELECT * FROM emulator.contact_channels WHERE user_id = %s AND is_primary", (user_id,))
     channel = cur.fetchone()
     if "primary_email" in fields:
         email = fields["primary_email"]
         if email is None:
-            cur.execute("DELETE FROM emulator.contact_channels WHERE user_id = %s AND is_primary", (user_id,))
+            cur.execute("UPDATE emulator.contact_channels SET is_primary = false WHERE user_id = %s", (user_id,))
             channel = None
         elif channel is None or channel["value"].lower() != email.lower():
-            auth = fields.get("primary_email_auth_enabled", True if channel is None else channel["used_for_auth"])
+            cur.execute("SELECT * FROM emulator.contact_channels WHERE user_id = %s AND type = 'email' "
+                        "AND lower(value) = lower(%s)", (user_id, email))
+            existing = cur.fetchone()
+            default_auth = existing["used_for_auth"] if existing else bool(channel and channel["used_for_auth"])
+            auth = fields.get("primary_email_auth_enabled", default_auth)
             if auth and email_taken(cur, project_id, email, except_user=user_id):
                 raise errors.user_email_already_exists(email)
-            cur.execute("DELETE FROM emulator.contact_channels WHERE user_id = %s AND (is_primary OR "
-                        "lower(value) = lower(%s))", (user_id, email))
-            cur.execute("INSERT INTO emulator.contact_channels (id, project_id, user_id, type, value, "
-                        "is_verified, is_primary, used_for_auth) VALUES (%s, %s, %s, 'email', %s, %s, true, %s) "
-                        "RETURNING *", (uuid.uuid4(), project_id, user_id, email,
-                                        bool(fields.get("primary_email_verified", False)), bool(auth)))
+            cur.execute("UPDATE emulator.contact_channels SET is_primary = false WHERE user_id = %s", (user_id,))
+            if existing is not None:
+                cur.execute("UPDATE emulator.contact_channels SET is_primary = true, used_for_auth = %s "
+                            "WHERE id = %s RETURNING *", (bool(auth), existing["id"]))
+            else:
+                try:
+                    cur.execute("SAVEPOINT new_primary_email")
+                    cur.execute("INSERT INTO emulator.contact_channels (id, project_id, user_id, type, value, "
+                                "is_verified, is_primary, used_for_auth) "
+                                "VALUES (%s, %s, %s, 'email', %s, %s, true, %s) RETURNING *",
+                                (uuid.uuid4(), project_id, user_id, email,
+                                 bool(fields.get("primary_email_verified", False)), bool(auth)))
+                except UniqueViolation:  # another user took the address for signing in meanwhile
+                    cur.execute("ROLLBACK TO SAVEPOINT new_primary_email")
+                    raise errors.user_email_already_exists(email) from None
             channel = cur.fetchone()
     if channel is not None:
         if "primary_email_verified" in fields:
@@ -283,7 +301,7 @@ def get_me(ctx):
 
 @routes.patch("/users/me", access=CLIENT_UP)
 def patch_me(ctx):
-    user_id = ctx.require_user()
+    user_id = ctx.resolve_user_id("me")
     load(ctx.cur, ctx.project_id, user_id)
     fields = read_fields(ctx, SERVER_WRITABLE if ctx.is_server else CLIENT_WRITABLE)
     update(ctx.cur, ctx.project_id, user_id, fields)
@@ -293,7 +311,7 @@ def patch_me(ctx):
 
 @routes.delete("/users/me", access=CLIENT_UP)
 def delete_me(ctx):
-    user_id = ctx.require_user()
+    user_id = ctx.resolve_user_id("me")
     if not ctx.is_server and not ctx.config.get("client_user_deletion_enabled"):
         raise errors.client_user_deletion_not_enabled()
     load(ctx.cur, ctx.project_id, user_id)
@@ -354,6 +372,9 @@ def create_user(ctx):
         raise errors.schema_error("Request validation failed on POST %s:\n  - body.password_hash: the "
                                   "emulator does not import password hashes; send password" % ctx.path)
     user_id = create(ctx.cur, ctx.project_id, fields)
+    if fields.get("oauth_providers") is not None:
+        from .oauth_accounts import insert_for_new_user
+        insert_for_new_user(ctx, user_id, fields["oauth_providers"])
     return 201, load(ctx.cur, ctx.project_id, user_id)
 
 
