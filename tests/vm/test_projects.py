@@ -118,7 +118,8 @@ def test_the_fixture_option_and_the_stack_project_fixture(pytester: pytest.Pytes
 
 def test_cli_start_prints_the_config_files_project(vm_home: Path, tmp_path: Path) -> None:
     config = tmp_path / "stack.config.json"
-    config.write_text('{"auth": {"allowSignUp": false}}')
+    # A file project starts from Stack Auth's defaults: password sign-in is off until turned on.
+    config.write_text('{"auth": {"allowSignUp": false, "password": {"allowSignIn": true}}}')
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest_stack_emulator.cli", "start", "--image=compat", f"--home={vm_home}",
          f"--config-file={config}"],
