@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 logger = logging.getLogger("pytest_stack_emulator")
 logger.addHandler(logging.NullHandler())
+
+# Where a warning goes: the plugin passes pytest's warnings, the library logs.
+Warn = Callable[[str], None]
 
 
 def get_logger(name: str) -> logging.Logger:

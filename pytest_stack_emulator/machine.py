@@ -1,36 +1,30 @@
-"""One QEMU process: the accelerator choice, the argv, launch and shutdown.
+"""One QEMU process: the accelerator choice, launch and shutdown, disk overlays.
 
-The argv is built by :func:`build_argv` from a :class:`MachineConfig`. Capture, resume and
-cold boot all use it, so their device layouts match (CONTRACT §3): the only difference is
-``-incoming defer`` on resume.
+The argv it runs comes from :func:`.argv.build_argv`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import platform
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from .argv import MachineConfig, build_argv
 from .errors import HostSetupError, MachineError, VMLaunchFailure
 from .log import get_logger
-from .manifest import Manifest
 from .procs import ProcessId
 from .qmp import QGAClient, QMPConnection, wait_for_socket
 
 log = get_logger(__name__)
 
 ACCELERATORS = ("auto", "kvm", "hvf", "tcg")
-# AF_UNIX paths are limited to 107 bytes on Linux.
-_MAX_SOCKET_PATH = 100
 
 
 @dataclass(frozen=True)
@@ -143,107 +137,6 @@ def qemu_version(binary: str) -> str:
     if not match:
         raise HostSetupError(f"cannot read the QEMU version from `{binary} --version`: {out!r}")
     return match.group(1)
-
-
-def socket_dir(vm_dir: Path) -> Path:
-    """Where a VM's sockets live: its run directory, or a short path if that is too long."""
-    if len(str(vm_dir / "monitor.sock")) <= _MAX_SOCKET_PATH:
-        return vm_dir
-    digest = hashlib.sha256(str(vm_dir).encode()).hexdigest()[:16]
-    short = Path(tempfile.gettempdir()) / f"stack-emulator-{os.getuid()}" / digest
-    short.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return short
-
-
-@dataclass
-class MachineConfig:
-    """Everything that decides a VM's QEMU argv."""
-
-    qemu: str
-    manifest: Manifest
-    image_dir: Path
-    disk: Path
-    vm_dir: Path
-    accel: str
-    host_ports: Mapping[str, int]
-    guest_ports: Mapping[str, int]
-    runtime_iso: Path
-    seed: Path
-    bundle: Path
-    cpu: str = "max"
-    incoming: bool = False
-    share_dir: Path | None = None
-    extra_args: list[str] = field(default_factory=list)
-
-    @property
-    def sockets(self) -> Path:
-        return socket_dir(self.vm_dir)
-
-    @property
-    def qmp_socket(self) -> Path:
-        return self.sockets / "monitor.sock"
-
-    @property
-    def qga_socket(self) -> Path:
-        return self.sockets / "qga.sock"
-
-    @property
-    def serial_log(self) -> Path:
-        return self.vm_dir / "serial.log"
-
-
-def hostfwd(host_ports: Mapping[str, int], guest_ports: Mapping[str, int]) -> str:
-    rules = [f"hostfwd=tcp:127.0.0.1:{host_ports[name]}-:{guest_ports[name]}" for name in sorted(host_ports)]
-    return ",".join(["user", "id=net0", *rules])
-
-
-def build_argv(cfg: MachineConfig) -> list[str]:
-    """The QEMU command line. Device order is part of the snapshot format: keep it stable."""
-    m = cfg.manifest
-    argv = [
-        cfg.qemu,
-        "-name", "stack-emulator,debug-threads=on",
-        "-machine", m.machine,
-        "-accel", cfg.accel,
-        "-cpu", cfg.cpu,
-        "-m", str(m.ram_mb),
-        "-smp", str(m.vcpus),
-        "-nodefaults",
-        "-display", "none",
-        "-vga", "none",
-    ]  # fmt: skip
-    if m.boot.method == "kernel":
-        assert m.boot.kernel is not None
-        assert m.boot.initrd is not None
-        argv += [
-            "-kernel", str(cfg.image_dir / m.boot.kernel),
-            "-initrd", str(cfg.image_dir / m.boot.initrd),
-            "-append", m.boot.append or "",
-        ]  # fmt: skip
-    elif m.boot.method == "firmware":
-        argv += ["-boot", "order=c"]
-    else:
-        raise MachineError(f"image manifest asks for unknown boot method {m.boot.method!r}")
-    argv += [
-        "-drive", f"file={cfg.disk},format=qcow2,if=virtio",
-        "-drive", f"file={cfg.seed},format=raw,if=virtio,readonly=on",
-        "-drive", f"file={cfg.bundle},format=raw,if=virtio,readonly=on",
-        "-drive", f"file={cfg.runtime_iso},format=raw,if=virtio,readonly=on",
-        "-netdev", hostfwd(cfg.host_ports, cfg.guest_ports),
-        "-device", "virtio-net-pci,netdev=net0,romfile=",
-        "-chardev", f"socket,id=monitor,path={cfg.qmp_socket},server=on,wait=off",
-        "-mon", "chardev=monitor,mode=control",
-        "-chardev", f"socket,path={cfg.qga_socket},server=on,wait=off,id=qga0",
-        "-device", "virtio-serial",
-        "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-        "-device", "pcie-root-port,id=hostfs-port,bus=pcie.0,chassis=1",
-        "-serial", f"file:{cfg.serial_log}",
-    ]  # fmt: skip
-    if cfg.share_dir is not None:
-        argv += ["-fsdev", f"local,id=hostfs,path={cfg.share_dir},security_model=none"]
-    if cfg.incoming:
-        argv += ["-incoming", "defer"]
-    return argv + list(cfg.extra_args)
 
 
 def _death_signal_prefix() -> list[str]:

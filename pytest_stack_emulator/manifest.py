@@ -14,7 +14,7 @@ from typing import Any
 from .errors import ImageError
 
 MANIFEST_VERSION = 1
-# Bump when the device layout built by machine.build_argv changes: snapshots are keyed on it.
+# Bump when the device layout built by argv.build_argv changes: snapshots are keyed on it.
 LAYOUT_VERSION = 1
 
 PLACEHOLDER_KEYS = {

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pytest_stack_emulator.machine import MachineConfig, build_argv, hostfwd
+from pytest_stack_emulator.argv import MachineConfig, build_argv, hostfwd
 from pytest_stack_emulator.manifest import Boot, Manifest, stack_services, upstream_manifest
 from pytest_stack_emulator.ports import block_ports
 

@@ -1,0 +1,126 @@
+"""The handle a test gets: one running stack's URLs, ports, keys, clients and env."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .mailbox import Mailbox
+from .projects import Project, create_project, project_for_config_file
+
+ACCESS_TYPES = ("client", "server", "admin")
+
+
+@dataclass
+class StackEmulator:
+    """One running stack, as a test sees it."""
+
+    ports: dict[str, int]
+    project_id: str
+    publishable_client_key: str
+    secret_server_key: str
+    super_secret_admin_key: str
+    vm_dir: Path
+    boot: str = "resume"
+    host: str = "127.0.0.1"
+    # The internal project's keys once project_id and the keys are a config file's project.
+    internal: Project | None = field(default=None, repr=False)
+
+    def url(self, service: str) -> str:
+        return f"http://{self.host}:{self.ports[service]}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return self.url("dashboard")
+
+    @property
+    def backend_url(self) -> str:
+        return self.url("backend")
+
+    @property
+    def minio_url(self) -> str:
+        return self.url("minio")
+
+    @property
+    def inbucket_url(self) -> str:
+        return self.url("inbucket")
+
+    @property
+    def mock_oauth_url(self) -> str:
+        return self.url("mock_oauth")
+
+    @property
+    def serial_log(self) -> Path:
+        return self.vm_dir / "serial.log"
+
+    @property
+    def mail(self) -> Mailbox:
+        """The mails the stack sent, with their codes and links: ``mail.wait_for(to=..., kind=...)``."""
+        console = f"{self.dashboard_url}/console/"
+        if self.project_id != "internal":
+            console += "?" + urllib.parse.urlencode({"project": self.project_id})
+        return Mailbox(self.inbucket_url, console_url=console)
+
+    def headers(self, access: str = "server") -> dict[str, str]:
+        if access not in ACCESS_TYPES:
+            raise ValueError(f"access must be one of {', '.join(ACCESS_TYPES)}, not {access!r}")
+        headers = {
+            "x-stack-project-id": self.project_id,
+            "x-stack-access-type": access,
+            "x-stack-publishable-client-key": self.publishable_client_key,
+        }
+        if access in ("server", "admin"):
+            headers["x-stack-secret-server-key"] = self.secret_server_key
+        if access == "admin":
+            headers["x-stack-super-secret-admin-key"] = self.super_secret_admin_key
+        return headers
+
+    def client(self, access: str = "server", **kwargs: Any) -> httpx.Client:
+        """An httpx client on the backend with the ``x-stack-*`` headers for ``access``."""
+        headers = {**self.headers(access), **kwargs.pop("headers", {})}
+        kwargs.setdefault("timeout", 30.0)
+        return httpx.Client(base_url=self.backend_url, headers=headers, **kwargs)
+
+    def env(self) -> dict[str, str]:
+        """Environment variables an app under test needs, like upstream's `stack emulator run`."""
+        env = {
+            "STACK_API_URL": self.backend_url,
+            "STACK_PROJECT_ID": self.project_id,
+            "STACK_PUBLISHABLE_CLIENT_KEY": self.publishable_client_key,
+            "STACK_SECRET_SERVER_KEY": self.secret_server_key,
+        }
+        for prefix in ("NEXT_PUBLIC_", "VITE_", "EXPO_PUBLIC_"):
+            env[f"{prefix}STACK_API_URL"] = self.backend_url
+            env[f"{prefix}STACK_PROJECT_ID"] = self.project_id
+            env[f"{prefix}STACK_PUBLISHABLE_CLIENT_KEY"] = self.publishable_client_key
+        return env
+
+    def internal_project(self) -> Project:
+        """The ``internal`` project (its keys make the other projects)."""
+        if self.internal is not None:
+            return self.internal
+        keys = (self.publishable_client_key, self.secret_server_key, self.super_secret_admin_key)
+        return Project(self.backend_url, self.project_id, *keys, display_name="Stack Dashboard")
+
+    def new_project(
+        self, config: Mapping[str, Any] | None = None, *, display_name: str | None = None
+    ) -> Project:
+        """A fresh project with its own keys, users and teams; ``config`` in Stack Auth's
+        format, e.g. ``{"auth.allowSignUp": False}``."""
+        return create_project(self.internal_project(), config, display_name=display_name)
+
+    def use_config_file(self, path: str | Path) -> Project:
+        """Make ``project_id`` and the keys those of an app's Stack config file's project."""
+        internal = self.internal_project()
+        project = project_for_config_file(internal, path)
+        self.internal = internal
+        self.project_id = project.project_id
+        self.publishable_client_key = project.publishable_client_key
+        self.secret_server_key = project.secret_server_key
+        self.super_secret_admin_key = project.super_secret_admin_key
+        return project

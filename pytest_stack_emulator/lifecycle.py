@@ -1,0 +1,267 @@
+"""One worker's VM: start (resume, or cold boot as a fallback), stop, stop all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import StackEmulatorError
+from .guest import rotate_keys, set_cold_boot_clock, share_host_dir, write_internal_pck
+from .handle import StackEmulator
+from .health import wait_healthy
+from .images import locked
+from .log import Warn, get_logger
+from .machine import Machine, create_overlay
+from .ports import PortBlock, worker_index
+from .prepare import Prepared
+from .snapshot import SnapshotLoadError, migrate_from_file
+from .vm import cold_guest_ports, machine_config, owner_record, serial_tail
+
+log = get_logger(__name__)
+
+
+@dataclass(eq=False)
+class Instance:
+    """A running VM and the resources it holds."""
+
+    handle: StackEmulator
+    machine: Machine
+    block: PortBlock
+    prepared: Prepared
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+    @property
+    def vm_dir(self) -> Path:
+        return self.handle.vm_dir
+
+    def serial_tail(self, lines: int = 40) -> str:
+        return serial_tail(self.handle.serial_log, lines)
+
+    def stop(self, keep: bool = False) -> float:
+        """Power down, then quit, then kill; remove the run directory unless ``keep``."""
+        if self.stopped:
+            return 0.0
+        started = time.monotonic()
+        self.stopped = True
+        try:
+            self.machine.shutdown(powerdown_timeout=self.prepared.settings.shutdown_timeout)
+        finally:
+            self.block.release()
+            _registry.discard(self)
+            if keep:
+                (self.vm_dir / "kept").write_text("a test on this worker failed\n")
+            else:
+                shutil.rmtree(self.vm_dir, ignore_errors=True)
+        return time.monotonic() - started
+
+
+class _Registry:
+    """Instances of this process, so that Ctrl-C and crashes can stop them all at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: set[Instance] = set()
+
+    def add(self, inst: Instance) -> None:
+        with self._lock:
+            self._items.add(inst)
+
+    def discard(self, inst: Instance) -> None:
+        with self._lock:
+            self._items.discard(inst)
+
+    def running(self) -> list[Instance]:
+        with self._lock:
+            return list(self._items)
+
+
+_registry = _Registry()
+
+
+def stop_all(instances: Iterable[Instance] | None = None, keep: bool = False) -> list[float]:
+    """Stop instances in parallel (all of this process's by default). Never raises."""
+    todo = list(instances) if instances is not None else _registry.running()
+    if not todo:
+        return []
+
+    def one(inst: Instance) -> float:
+        try:
+            return inst.stop(keep=keep)
+        except Exception as exc:  # a teardown failure must not hide the others
+            log.warning("stopping the VM in %s failed: %s", inst.vm_dir, exc)
+            return -1.0
+
+    with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        return list(pool.map(one, todo))
+
+
+_placeholder_warned = False
+
+
+def start(
+    prepared: Prepared,
+    worker: str = "main",
+    session: str | None = None,
+    warn: Warn | None = None,
+    worker_idx: int | None = None,
+) -> Instance:
+    """Start one worker's VM: resume the snapshot, or cold boot if that fails or is off."""
+    warn = warn or log.warning
+    session = session or f"{os.getpid()}"
+    home = prepared.home
+    vm_dir = home.run / f"{session}-{worker}"
+    index = worker_index(worker) if worker_idx is None else worker_idx
+    block = home.allocator(prepared.settings.base_port).allocate(index, note=str(vm_dir))
+    warnings: list[str] = []
+
+    def record(message: str) -> None:
+        warn(message)
+        warnings.append(message)
+
+    try:
+        shutil.rmtree(vm_dir, ignore_errors=True)
+        vm_dir.mkdir(parents=True)
+        if prepared.snapshot is not None:
+            try:
+                inst = _boot(prepared, vm_dir, block, session, worker, resume=True, warn=record)
+                inst.warnings = warnings
+                return inst
+            except StackEmulatorError as exc:
+                message = f"snapshot resume failed in {vm_dir}, cold boot instead: {exc}"
+                if isinstance(exc, SnapshotLoadError):
+                    _discard_snapshot(prepared)
+                    message += f" (snapshot {prepared.key.id} discarded; the next session captures it again)"
+                record(message)
+                for name in ("disk.qcow2", "serial.log", "owner.json"):
+                    (vm_dir / name).unlink(missing_ok=True)
+        inst = _boot(prepared, vm_dir, block, session, worker, resume=False, warn=record)
+        inst.warnings = warnings
+        return inst
+    except BaseException:
+        block.release()
+        shutil.rmtree(vm_dir, ignore_errors=True)
+        raise
+
+
+def _discard_snapshot(prepared: Prepared) -> None:
+    """Remove a snapshot whose RAM file does not load, so that it is captured again."""
+    home = prepared.home
+    lock = home.locks / f"snapshot-{prepared.key.id}.lock"
+    with (
+        contextlib.suppress(StackEmulatorError),
+        locked(lock, f"discarding snapshot {prepared.key.id}", timeout=60),
+    ):
+        home.snapshot_store().discard(prepared.key)
+
+
+def _boot(
+    prepared: Prepared,
+    vm_dir: Path,
+    block: PortBlock,
+    session: str,
+    worker: str,
+    *,
+    resume: bool,
+    warn: Warn | None = None,
+) -> Instance:
+    global _placeholder_warned
+    settings, image = prepared.settings, prepared.image
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    disk = vm_dir / "disk.qcow2"
+    if resume:
+        snap = prepared.snapshot
+        assert snap is not None
+        create_overlay(disk, snap.disk)
+        guest_ports = dict(snap.guest_ports)
+    else:
+        create_overlay(disk, image.disk)
+        guest_ports = cold_guest_ports(image.manifest, block.ports)
+    cfg = machine_config(image, prepared.host, vm_dir, disk, block.ports, guest_ports,
+                          incoming=resume, share=settings.share, vm_dir_host=vm_dir)  # fmt: skip
+    machine = Machine(cfg)
+    timeout = settings.resume_timeout if resume else settings.boot_timeout
+    timeout_option = "--stack-emulator-resume-timeout" if resume else "--stack-emulator-boot-timeout"
+    handle = StackEmulator(
+        ports=dict(block.ports),
+        project_id=image.manifest.project_id,
+        publishable_client_key=image.manifest.keys["publishable_client_key"],
+        secret_server_key=image.manifest.keys["secret_server_key"],
+        super_secret_admin_key=image.manifest.keys["super_secret_admin_key"],
+        vm_dir=vm_dir,
+        boot="resume" if resume else "cold",
+    )
+    inst = Instance(handle, machine, block, prepared, timings)
+    _registry.add(inst)
+    try:
+        machine.launch()
+        owner_record(vm_dir, machine, session, worker)
+        timings["launch"] = time.monotonic() - t0
+        qga = machine.qga(timeout=10)
+        if resume:
+            assert prepared.snapshot is not None
+            migrate_from_file(
+                machine,
+                prepared.snapshot.ram,
+                prepared.restore_method,
+                timeout,
+                qemu_version=prepared.host.version,
+            )
+            timings["loaded"] = time.monotonic() - t0
+            qga.sync(timeout)
+            timings["qga"] = time.monotonic() - t0
+            # The guest's wall clock restarts at capture time: set it to the host's before
+            # anything (rotation, health checks, the test) asks the backend for a token.
+            step = qga.set_clock_to_host()
+            timings["clock"] = time.monotonic() - t0
+            log.debug("guest clock of %s was %+.3f s off the host's; now %+.3f s (%.0f ms)", vm_dir,
+                      step.before, step.after, (timings["clock"] - timings["qga"]) * 1000)  # fmt: skip
+        else:
+            wait_healthy(image.manifest.services, block.ports, timeout, alive=machine.running,
+                         what=f"services of the VM in {vm_dir}", timeout_option=timeout_option)  # fmt: skip
+            timings["booted"] = time.monotonic() - t0
+            if settings.share or settings.rotate:
+                qga.sync(timeout)
+            set_cold_boot_clock(qga, vm_dir, timeout, warn or log.warning)
+            timings["clock"] = time.monotonic() - t0
+        if settings.share is not None:
+            share_host_dir(machine)
+            timings["shared"] = time.monotonic() - t0
+        if settings.rotate:
+            keys = rotate_keys(machine, vm_dir)
+            handle.publishable_client_key = keys["publishable_client_key"]
+            handle.secret_server_key = keys["secret_server_key"]
+            handle.super_secret_admin_key = keys["super_secret_admin_key"]
+            timings["rotated"] = time.monotonic() - t0
+        else:
+            write_internal_pck(vm_dir, handle.publishable_client_key)
+            if not _placeholder_warned:
+                _placeholder_warned = True
+                log.warning(
+                    "the snapshot's placeholder API keys are in effect (no rotation): do not "
+                    "expose this stack beyond 127.0.0.1. Use --stack-emulator-rotate for fresh keys."
+                )
+        wait_healthy(image.manifest.services, block.ports, timeout, alive=machine.running,
+                     what=f"services of the VM in {vm_dir}", timeout_option=timeout_option)  # fmt: skip
+        timings["healthy"] = time.monotonic() - t0
+        return inst
+    except BaseException as exc:
+        _registry.discard(inst)
+        machine.kill()
+        if isinstance(exc, StackEmulatorError):
+            exc.add_note(f"serial log tail ({cfg.serial_log}):\n{serial_tail(cfg.serial_log, 25)}")
+        raise
+
+
+def new_session_id() -> str:
+    return f"{os.getpid()}-{uuid.uuid4().hex[:6]}"

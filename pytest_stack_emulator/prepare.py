@@ -1,0 +1,143 @@
+"""Prepare once per session: the image, the host probe and the snapshot (captured if missing)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+from .config import Settings
+from .errors import SnapshotError, StackEmulatorError
+from .health import wait_healthy
+from .home import Home
+from .host import HostInfo, probe_host
+from .images import Image, locked
+from .log import Progress, Warn, get_logger
+from .machine import Machine, create_overlay
+from .manifest import LAYOUT_VERSION
+from .reap import reap
+from .snapshot import Snapshot, SnapshotKey, choose_restore_method, migrate_to_file, ram_file
+from .vm import cold_guest_ports, machine_config, owner_record, serial_tail
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Prepared:
+    settings: Settings
+    home: Home
+    image: Image
+    host: HostInfo
+    restore_method: str
+    key: SnapshotKey
+    snapshot: Snapshot | None
+    snapshot_state: str
+
+    def describe(self) -> list[str]:
+        m = self.image.manifest
+        return [
+            f"image: {self.image.source} ({self.image.disk}, sha256 {self.image.digest[:12]}, "
+            f"{m.ram_mb} MiB, {m.vcpus} vCPU)",
+            f"snapshot: {self.snapshot_state}",
+            f"accelerator: {self.host.accel.name} ({self.host.accel.reason})",
+            f"QEMU: {self.host.version} ({self.host.qemu})",
+            f"restore: {self.restore_method}",
+        ]
+
+
+def snapshot_key(image: Image, host: HostInfo, method: str) -> SnapshotKey:
+    m = image.manifest
+    return SnapshotKey(
+        image_digest=image.digest,
+        qemu_version=host.version,
+        accel=host.accel.name,
+        cpu=host.cpu,
+        ram_mb=m.ram_mb,
+        vcpus=m.vcpus,
+        layout_version=int(m.layout.get("version", LAYOUT_VERSION)),
+        restore_method=method,
+    )
+
+
+def prepare(settings: Settings, capture: bool = True, warn: Warn | None = None) -> Prepared:
+    """Get the image and (unless cold) the snapshot. Safe to call from every worker at once."""
+    warn = warn or log.warning
+    home = Home(settings.home)
+    home.root.mkdir(parents=True, exist_ok=True)
+    reap(home)
+    image = home.image_store().resolve(settings.image, accel=settings.accel)
+    host = probe_host(image.manifest.arch, settings.accel)
+    method = choose_restore_method(settings.restore, set(host.capabilities))
+    key = snapshot_key(image, host, method)
+    store = home.snapshot_store()
+    snapshot: Snapshot | None = None
+    if settings.cold:
+        state = "off (cold boot requested)"
+    elif (snapshot := store.load(key)) is not None:
+        state = f"reused {key.id} (captured in {snapshot.capture_seconds:.1f} s)"
+    elif not capture:
+        state = f"none yet for key {key.id}"
+    else:
+        with locked(home.locks / f"snapshot-{key.id}.lock", f"capturing snapshot {key.id}"):
+            snapshot = store.load(key)
+            if snapshot is not None:
+                state = f"reused {key.id} (captured by another process)"
+            else:
+                try:
+                    snapshot = capture_snapshot(home, image, host, key, settings)
+                    state = f"captured {key.id} in {snapshot.capture_seconds:.1f} s"
+                    store.prune(key, home.locks)
+                except StackEmulatorError as exc:
+                    warn(f"snapshot capture failed, every VM will boot cold: {exc}")
+                    state = f"capture failed ({type(exc).__name__}); cold boot"
+    return Prepared(settings, home, image, host, method, key, snapshot, state)
+
+
+def capture_snapshot(
+    home: Home, image: Image, host: HostInfo, key: SnapshotKey, settings: Settings
+) -> Snapshot:
+    """Cold boot with the snapshot layout, wait for health, migrate to a file (§4)."""
+    store = home.snapshot_store()
+    vm_dir = home.run / f"capture-{os.getpid()}"
+    block = home.allocator(settings.base_port).allocate(0, note="capture")
+    staging = store.staging()
+    machine: Machine | None = None
+    try:
+        shutil.rmtree(vm_dir, ignore_errors=True)
+        vm_dir.mkdir(parents=True)
+        with Progress("capture", log) as progress:
+            disk = staging / "disk.qcow2"
+            create_overlay(disk, image.disk)
+            guest_ports = cold_guest_ports(image.manifest, block.ports)
+            cfg = machine_config(image, host, vm_dir, disk, block.ports, guest_ports,
+                                  incoming=False, share=None, vm_dir_host=None)  # fmt: skip
+            machine = Machine(cfg)
+            progress.step(f"cold boot ({host.accel.name}) on ports {block.first}-{block.first + 4}; "
+                          f"serial log {cfg.serial_log}")  # fmt: skip
+            launched = time.monotonic()
+            machine.launch()
+            owner_record(vm_dir, machine, "capture", "capture")
+            wait_healthy(
+                image.manifest.services, block.ports, settings.boot_timeout,
+                what="services of the capture VM", alive=machine.running, on_progress=progress.step,
+            )  # fmt: skip
+            boot = time.monotonic() - launched
+            progress.step(f"all services healthy after {boot:.1f} s; QMP capture ({key.restore_method})")
+            ram = staging / ram_file(key.restore_method)
+            took = migrate_to_file(machine, ram, key.restore_method, timeout=300, qemu_version=host.version)
+            machine.kill()
+            snap = store.commit(staging, key, guest_ports, took, boot, image_disk=image.disk)
+            sizes = snap.sizes()
+            progress.step(f"snapshot {key.id}: migration {took:.2f} s, {sizes['logical'] / 1e6:.0f} MB "
+                          f"logical, {sizes['allocated'] / 1e6:.0f} MB allocated")  # fmt: skip
+            return snap
+    except StackEmulatorError as exc:
+        tail = serial_tail(vm_dir / "serial.log")
+        raise SnapshotError(f"{exc}\nserial log tail:\n{tail}") from None
+    finally:
+        if machine is not None:
+            machine.kill()
+        block.release()
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(vm_dir, ignore_errors=True)

@@ -1,0 +1,81 @@
+"""One VM's run directory: its QEMU config and runtime ISO, owner record and serial log."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .argv import MachineConfig
+from .host import HostInfo
+from .images import Image
+from .iso import write_atomic, write_runtime_iso
+from .log import get_logger
+from .machine import Machine, make_phantom
+from .manifest import Manifest
+from .procs import ProcessId
+from .runtime import base_env, runtime_env
+
+log = get_logger(__name__)
+
+
+def owner_record(vm_dir: Path, machine: Machine, session: str, worker: str) -> None:
+    owner = ProcessId.current()
+    qemu = machine.process_id()
+    record = {
+        "owner": {"pid": owner.pid, "start": owner.start},
+        "qemu": {"pid": qemu.pid, "start": qemu.start},
+        "vm_dir": str(vm_dir),
+        "sockets": str(machine.cfg.sockets),
+        "session": session,
+        "worker": worker,
+        "created": time.time(),
+    }
+    write_atomic(vm_dir / "owner.json", json.dumps(record).encode())
+
+
+def machine_config(
+    prepared_image: Image,
+    host: HostInfo,
+    vm_dir: Path,
+    disk: Path,
+    host_ports: dict[str, int],
+    guest_ports: dict[str, int],
+    *,
+    incoming: bool,
+    share: Path | None,
+    vm_dir_host: Path | None,
+) -> MachineConfig:
+    runtime_iso = vm_dir / "runtime-config.iso"
+    write_runtime_iso(runtime_iso, runtime_env(host_ports, vm_dir_host), base_env())
+    seed, bundle = vm_dir / "seed.phantom", vm_dir / "bundle.phantom"
+    make_phantom(seed)
+    make_phantom(bundle)
+    return MachineConfig(
+        qemu=host.qemu,
+        manifest=prepared_image.manifest,
+        image_dir=prepared_image.directory,
+        disk=disk,
+        vm_dir=vm_dir,
+        accel=host.accel.name,
+        cpu=host.cpu,
+        host_ports=host_ports,
+        guest_ports=guest_ports,
+        runtime_iso=runtime_iso,
+        seed=seed,
+        bundle=bundle,
+        incoming=incoming,
+        share_dir=share,
+    )
+
+
+def cold_guest_ports(manifest: Manifest, host_ports: dict[str, int]) -> dict[str, int]:
+    """Guest ports of a cold-booted VM: the manifest's, or the host port where it says so."""
+    return {s.name: s.guest_port or host_ports[s.name] for s in manifest.services}
+
+
+def serial_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no serial log)"
