@@ -15,7 +15,7 @@ from typing import Any
 from .config_file import load_config_file
 from .errors import ConfigError
 from .machine import ACCELERATORS
-from .ports import DEFAULT_BASE_PORT
+from .ports import DEFAULT_BASE_PORT, MAX_BASE_PORT
 from .snapshot import RESTORE_METHODS
 
 TRUE = {"1", "true", "yes", "on"}
@@ -42,8 +42,8 @@ def _port(value: str | int) -> int:
         port = int(value)
     except ValueError:
         raise ConfigError(f"{value!r} is not a port number") from None
-    if not 1024 <= port <= 65000:
-        raise ConfigError(f"port {port} is out of range; pick a number from 1024 to 65000")
+    if not 1024 <= port <= MAX_BASE_PORT:
+        raise ConfigError(f"port {port} is out of range; pick a number from 1024 to {MAX_BASE_PORT}")
     return port
 
 

@@ -22,7 +22,7 @@ from .log import Warn, get_logger
 from .machine import Machine, create_overlay
 from .ports import PortBlock, worker_index
 from .prepare import Prepared
-from .snapshot import SnapshotLoadError, migrate_from_file
+from .snapshot import SnapshotLoadError
 from .vm import cold_guest_ports, machine_config, owner_record, serial_tail
 
 log = get_logger(__name__)
@@ -156,7 +156,7 @@ def start(
 def _discard_snapshot(prepared: Prepared) -> None:
     """Remove a snapshot whose RAM file does not load, so that it is captured again."""
     home = prepared.home
-    lock = home.locks / f"snapshot-{prepared.key.id}.lock"
+    lock = prepared.key.lock(home.locks)
     with (
         contextlib.suppress(StackEmulatorError),
         locked(lock, f"discarding snapshot {prepared.key.id}", timeout=60),
@@ -210,13 +210,7 @@ def _boot(
         qga = machine.qga(timeout=10)
         if resume:
             assert prepared.snapshot is not None
-            migrate_from_file(
-                machine,
-                prepared.snapshot.ram,
-                prepared.restore_method,
-                timeout,
-                qemu_version=prepared.host.version,
-            )
+            prepared.snapshot.restore(machine, timeout, qemu_version=prepared.host.version)
             timings["loaded"] = time.monotonic() - t0
             qga.sync(timeout)
             timings["qga"] = time.monotonic() - t0

@@ -17,7 +17,7 @@ from .log import Progress, Warn, get_logger
 from .machine import Machine, create_overlay
 from .manifest import LAYOUT_VERSION
 from .reap import reap
-from .snapshot import Snapshot, SnapshotKey, choose_restore_method, migrate_to_file, ram_file
+from .snapshot import Snapshot, SnapshotKey, choose_restore_method, migrate_to_file
 from .vm import cold_guest_ports, machine_config, owner_record, serial_tail
 
 log = get_logger(__name__)
@@ -29,10 +29,14 @@ class Prepared:
     home: Home
     image: Image
     host: HostInfo
-    restore_method: str
     key: SnapshotKey
     snapshot: Snapshot | None
     snapshot_state: str
+
+    @property
+    def restore_method(self) -> str:
+        """mapped-ram or stream, as chosen for this host: the snapshot key holds it."""
+        return self.key.restore_method
 
     def describe(self) -> list[str]:
         m = self.image.manifest
@@ -79,7 +83,7 @@ def prepare(settings: Settings, capture: bool = True, warn: Warn | None = None) 
     elif not capture:
         state = f"none yet for key {key.id}"
     else:
-        with locked(home.locks / f"snapshot-{key.id}.lock", f"capturing snapshot {key.id}"):
+        with locked(key.lock(home.locks), f"capturing snapshot {key.id}"):
             snapshot = store.load(key)
             if snapshot is not None:
                 state = f"reused {key.id} (captured by another process)"
@@ -91,7 +95,7 @@ def prepare(settings: Settings, capture: bool = True, warn: Warn | None = None) 
                 except StackEmulatorError as exc:
                     warn(f"snapshot capture failed, every VM will boot cold: {exc}")
                     state = f"capture failed ({type(exc).__name__}); cold boot"
-    return Prepared(settings, home, image, host, method, key, snapshot, state)
+    return Prepared(settings, home, image, host, key, snapshot, state)
 
 
 def capture_snapshot(
@@ -124,7 +128,7 @@ def capture_snapshot(
             )  # fmt: skip
             boot = time.monotonic() - launched
             progress.step(f"all services healthy after {boot:.1f} s; QMP capture ({key.restore_method})")
-            ram = staging / ram_file(key.restore_method)
+            ram = staging / key.ram_file
             took = migrate_to_file(machine, ram, key.restore_method, timeout=300, qemu_version=host.version)
             machine.kill()
             snap = store.commit(staging, key, guest_ports, took, boot, image_disk=image.disk)

@@ -41,11 +41,6 @@ STREAM = "stream"
 RESTORE_METHODS = ("auto", MAPPED_RAM, STREAM)
 
 
-def ram_file(method: str) -> str:
-    """The RAM file's name: mapped-ram needs a seekable file, a stream is plain."""
-    return "ram.raw" if method == MAPPED_RAM else "ram.stream"
-
-
 @dataclass(frozen=True)
 class SnapshotKey:
     image_digest: str
@@ -62,6 +57,19 @@ class SnapshotKey:
         blob = json.dumps(asdict(self), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
 
+    @property
+    def ram_file(self) -> str:
+        """The RAM file's name: mapped-ram needs a seekable file, a stream is plain."""
+        return "ram.raw" if self.restore_method == MAPPED_RAM else "ram.stream"
+
+    def lock(self, locks: Path) -> Path:
+        """The file lock held while this snapshot is captured, discarded or pruned."""
+        return lock_path(locks, self.id)
+
+
+def lock_path(locks: Path, snapshot_id: str) -> Path:
+    return locks / f"snapshot-{snapshot_id}.lock"
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -76,8 +84,17 @@ class Snapshot:
         return self.directory / "disk.qcow2"
 
     @property
+    def method(self) -> str:
+        """How the RAM was written and is restored: mapped-ram or stream."""
+        return self.key.restore_method
+
+    @property
     def ram(self) -> Path:
-        return self.directory / ram_file(self.key.restore_method)
+        return self.directory / self.key.ram_file
+
+    def restore(self, machine: Machine, timeout: float, qemu_version: str = "") -> float:
+        """Load this snapshot into ``machine`` (started with ``-incoming defer``) and run it."""
+        return migrate_from_file(machine, self.ram, self.method, timeout, qemu_version=qemu_version)
 
     def sizes(self) -> dict[str, int]:
         """Logical and allocated bytes of the RAM file and the disk layer together."""
@@ -91,8 +108,7 @@ class Snapshot:
 
 def choose_restore_method(requested: str, capabilities: set[str]) -> str:
     """mapped-ram + multifd when QEMU has both, a plain stream otherwise (§5.4)."""
-    if requested not in RESTORE_METHODS:
-        raise ValueError(f"unknown restore method {requested!r}; choose one of {', '.join(RESTORE_METHODS)}")
+    # ``requested`` is one of RESTORE_METHODS: config checked it.
     has_mapped_ram = {"mapped-ram", "multifd"} <= capabilities
     if requested == "auto":
         return MAPPED_RAM if has_mapped_ram else STREAM
@@ -166,7 +182,7 @@ class SnapshotStore:
         boot_seconds: float = 0.0,
         image_disk: Path | None = None,
     ) -> Snapshot:
-        ram = staging / ram_file(key.restore_method)
+        ram = staging / key.ram_file
         os.chmod(staging / "disk.qcow2", 0o444)
         meta = {
             "key": asdict(key),
@@ -208,7 +224,7 @@ class SnapshotStore:
                 orphan = image is not None and not Path(image).exists()
                 if not (stale or orphan):
                     continue
-                lock = FileLock(str(locks / f"snapshot-{meta_path.parent.name}.lock"))
+                lock = FileLock(str(lock_path(locks, meta_path.parent.name)))
                 try:
                     lock.acquire(timeout=0)
                 except Timeout:
