@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .argv import MachineConfig
 from .errors import BuildError, HostSetupError, ProvisioningFailed, ProvisioningTimeout
 from .iso import write_runtime_iso, write_seed_iso
 from .log import Progress, get_logger
-from .machine import Machine, detect_accel, make_phantom, qemu_binary, qemu_img
+from .machine import Machine, MachineConfig, detect_accel, make_phantom, qemu_binary, qemu_img
 from .manifest import Boot, Manifest, stack_services
 from .runtime import base_env, runtime_env
 

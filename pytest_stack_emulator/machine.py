@@ -22,6 +22,22 @@ from .log import get_logger
 from .procs import ProcessId
 from .qmp import QGAClient, QMPConnection, wait_for_socket
 
+# builder.py imports MachineConfig from here. builder.py, iso.py and runtime.py are hashed into
+# the compat image's inputs (builder.inputs_hash): editing them makes every stored image stale.
+__all__ = [
+    "ACCELERATORS",
+    "AccelChoice",
+    "Machine",
+    "MachineConfig",
+    "create_overlay",
+    "detect_accel",
+    "host_arch",
+    "make_phantom",
+    "qemu_binary",
+    "qemu_img",
+    "qemu_version",
+]
+
 log = get_logger(__name__)
 
 ACCELERATORS = ("auto", "kvm", "hvf", "tcg")
