@@ -11,7 +11,7 @@ This module only re-exports; each name lives in the module that owns it:
 
 from __future__ import annotations
 
-from .guest import ROTATE_NAMES, rotate_keys, set_cold_boot_clock, share_host_dir, write_internal_pck
+from .guest import rotate_keys, set_cold_boot_clock, share_host_dir, write_internal_pck
 from .handle import ACCESS_TYPES, StackEmulator
 from .home import Home
 from .host import HostInfo, probe_host
@@ -23,7 +23,6 @@ from .vm import cold_guest_ports
 
 __all__ = [
     "ACCESS_TYPES",
-    "ROTATE_NAMES",
     "Home",
     "HostInfo",
     "Instance",

@@ -6,6 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
+from .contract import KEY_ENV_NAMES, MOUNT_HOST_FS_COMMAND, ROTATE_COMMAND
 from .errors import MachineError, StackEmulatorError
 from .iso import write_atomic
 from .log import Warn, get_logger
@@ -15,16 +16,8 @@ from .qmp import QGAClient
 log = get_logger(__name__)
 
 
-ROTATE_NAMES = {
-    "publishable_client_key": "STACK_INTERNAL_PROJECT_PUBLISHABLE_CLIENT_KEY",
-    "secret_server_key": "STACK_INTERNAL_PROJECT_SECRET_SERVER_KEY",
-    "super_secret_admin_key": "STACK_SEED_INTERNAL_PROJECT_SUPER_SECRET_ADMIN_KEY",
-    "cron_secret": "CRON_SECRET",
-}
-
-
 def _fresh_keys() -> dict[str, str]:
-    return {name: secrets.token_hex(32) for name in ROTATE_NAMES}
+    return {name: secrets.token_hex(32) for name in KEY_ENV_NAMES}
 
 
 def write_internal_pck(vm_dir: Path, key: str) -> None:
@@ -36,13 +29,11 @@ def rotate_keys(machine: Machine, vm_dir: Path, timeout: float = 60.0) -> dict[s
     """Fresh secrets through QGA ``trigger-fast-rotate`` (CONTRACT §4)."""
     keys = _fresh_keys()
     write_internal_pck(vm_dir, keys["publishable_client_key"])
-    payload = "".join(f"{ROTATE_NAMES[k]}={v}\n" for k, v in keys.items()).encode()
-    result = machine.qga(timeout=10).exec(
-        "/usr/local/bin/trigger-fast-rotate", input_data=payload, timeout=timeout
-    )
+    payload = "".join(f"{KEY_ENV_NAMES[k]}={v}\n" for k, v in keys.items()).encode()
+    result = machine.qga(timeout=10).exec(ROTATE_COMMAND, input_data=payload, timeout=timeout)
     if result.exitcode != 0:
         raise MachineError(
-            f"guest command /usr/local/bin/trigger-fast-rotate exited with {result.exitcode}: "
+            f"guest command {ROTATE_COMMAND} exited with {result.exitcode}: "
             f"{(result.stderr or result.stdout).strip()[:500]}"
         )
     return keys
@@ -53,10 +44,10 @@ def share_host_dir(machine: Machine, timeout: float = 30.0) -> None:
     with machine.qmp() as q:
         q.execute("device_add", driver="virtio-9p-pci", id="hostfs-dev", fsdev="hostfs",
                   mount_tag="hostfs", bus="hostfs-port")  # fmt: skip
-    result = machine.qga(timeout=10).exec("/usr/local/bin/mount-host-fs", ["--post-resume"], timeout=timeout)
+    result = machine.qga(timeout=10).exec(MOUNT_HOST_FS_COMMAND, ["--post-resume"], timeout=timeout)
     if result.exitcode != 0:
         raise MachineError(
-            f"guest command /usr/local/bin/mount-host-fs --post-resume exited with "
+            f"guest command {MOUNT_HOST_FS_COMMAND} --post-resume exited with "
             f"{result.exitcode}: {(result.stderr or result.stdout).strip()[:500]}"
         )
 

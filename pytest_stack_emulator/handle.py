@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from .contract import INTERNAL_PROJECT_ID
 from .mailbox import Mailbox
 from .projects import Project, create_project, project_for_config_file
 
@@ -62,7 +63,7 @@ class StackEmulator:
     def mail(self) -> Mailbox:
         """The mails the stack sent, with their codes and links: ``mail.wait_for(to=..., kind=...)``."""
         console = f"{self.dashboard_url}/console/"
-        if self.project_id != "internal":
+        if self.project_id != INTERNAL_PROJECT_ID:
             console += "?" + urllib.parse.urlencode({"project": self.project_id})
         return Mailbox(self.inbucket_url, console_url=console)
 

@@ -11,19 +11,28 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .contract import (
+    INBUCKET_GUEST_PORT,
+    INTERNAL_PROJECT_ID,
+    MINIO_GUEST_PORT,
+    PLACEHOLDER_KEYS,
+    PORT_PREFIX,
+)
 from .errors import ImageError
+
+__all__ = [
+    "LAYOUT_VERSION",
+    "PLACEHOLDER_KEYS",
+    "Boot",
+    "Manifest",
+    "Service",
+    "stack_services",
+    "upstream_manifest",
+]
 
 MANIFEST_VERSION = 1
 # Bump when the device layout built by argv.build_argv changes: snapshots are keyed on it.
 LAYOUT_VERSION = 1
-
-PLACEHOLDER_KEYS = {
-    "publishable_client_key": "00000000000000000000000000000000ffffffffffffffffffffffffffffffff",
-    "secret_server_key": "00000000000000000000000000000000eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
-    "super_secret_admin_key": "00000000000000000000000000000000dddddddddddddddddddddddddddddddd",
-    "cron_secret": "00000000000000000000000000000000cccccccccccccccccccccccccccccccc",
-}
-SERVICE_NAMES = ("dashboard", "backend", "minio", "inbucket", "mock_oauth")
 
 
 @dataclass(frozen=True)
@@ -57,8 +66,8 @@ class Manifest:
     boot: Boot
     services: tuple[Service, ...]
     keys: dict[str, str] = field(default_factory=lambda: dict(PLACEHOLDER_KEYS))
-    project_id: str = "internal"
-    port_prefix: str = "81"
+    project_id: str = INTERNAL_PROJECT_ID
+    port_prefix: str = PORT_PREFIX
     machine: str = "q35"
     layout: dict[str, Any] = field(
         default_factory=lambda: {
@@ -112,12 +121,12 @@ class Manifest:
         return manifest
 
 
-def stack_services(prefix: str = "81", mock_oauth_health: str | None = None) -> tuple[Service, ...]:
+def stack_services(prefix: str = PORT_PREFIX, mock_oauth_health: str | None = None) -> tuple[Service, ...]:
     return (
         Service("dashboard", int(f"{prefix}01"), "/handler/sign-in"),
         Service("backend", int(f"{prefix}02"), "/health?db=1", 200, {"status": "ok"}),
-        Service("minio", 9090, "/minio/health/live"),
-        Service("inbucket", 9001, "/"),
+        Service("minio", MINIO_GUEST_PORT, "/minio/health/live"),
+        Service("inbucket", INBUCKET_GUEST_PORT, "/"),
         Service("mock_oauth", None, mock_oauth_health),
     )
 
@@ -131,6 +140,6 @@ def upstream_manifest(arch: str = "amd64") -> Manifest:
         ram_mb=4096,
         vcpus=4,
         boot=Boot(method="firmware"),
-        services=stack_services("81"),
+        services=stack_services(PORT_PREFIX),
         machine="q35" if arch == "amd64" else "virt",
     )

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from .contract import SERVICE_NAMES
 from .errors import ConfigError, PortsUnavailable
 from .procs import ProcessId
 
-SERVICE_OFFSETS = {"dashboard": 0, "backend": 1, "minio": 2, "inbucket": 3, "mock_oauth": 4}
+SERVICE_OFFSETS = {name: offset for offset, name in enumerate(SERVICE_NAMES)}
 BLOCK_STRIDE = 10
 DEFAULT_BASE_PORT = 26700
 # The highest base port config accepts: room above it for a few blocks below 65535.
