@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from qemu.qmp import ExecuteError, QMPClient, QMPError
 
+from . import wait
 from .errors import MachineError, QMPCommandError
 from .log import get_logger
 
@@ -37,13 +38,15 @@ def wait_for_socket(
 ) -> None:
     """Wait until QEMU has created a UNIX socket. Does not connect: a chardev server takes one
     client at a time, and a probe connection would race with the real one."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if alive is not None and not alive():
-            raise MachineError(f"QEMU exited before it opened {path}. {hint}".strip())
-        if time.monotonic() > deadline:
-            raise MachineError(f"{path} did not appear within {timeout:.0f} s. {hint}".strip())
-        time.sleep(0.01)
+    wait.poll(
+        lambda: True if path.exists() else None,
+        timeout,
+        what=f"QEMU to create {path}",
+        interval=0.01,
+        alive=alive,
+        on_exit=lambda: MachineError(f"QEMU exited before it opened {path}. {hint}".strip()),
+        on_timeout=lambda: MachineError(f"{path} did not appear within {timeout:.0f} s. {hint}".strip()),
+    )
 
 
 class QMPConnection:
@@ -74,28 +77,36 @@ class QMPConnection:
     def __enter__(self) -> QMPConnection:
         wait_for_socket(self.path, self.timeout, self.alive, self.hint)
         self._loop = asyncio.new_event_loop()
-        deadline = time.monotonic() + self.timeout
-        while True:
+        deadline = wait.Deadline(self.timeout)
+        last: list[BaseException] = []
+
+        def connect() -> QMPClient | None:
             client = QMPClient(str(self.path))
             try:
-                self._run(client.connect(str(self.path)), max(0.5, deadline - time.monotonic()))
-                break
+                self._run(client.connect(str(self.path)), max(0.5, deadline.left()))
+                return client
             except (TimeoutError, QMPError, OSError) as exc:
                 with contextlib.suppress(Exception):
                     self._run(client.disconnect(), 2.0)
-                if self.alive is not None and not self.alive():
-                    self.close()
-                    raise MachineError(
-                        f"QEMU exited; cannot open QMP on {self.path}. {self.hint}".strip()
-                    ) from None
-                if time.monotonic() > deadline:
-                    self.close()
-                    raise MachineError(
-                        f"cannot open QMP on {self.path} within {self.timeout:.0f} s "
-                        f"({type(exc).__name__}: {exc}). {self.hint}".strip()
-                    ) from None
-                time.sleep(0.02)
-        self._client = client
+                last[:] = [exc]
+                return None
+
+        def failed(message: str) -> MachineError:
+            self.close()
+            return MachineError(f"{message}. {self.hint}".strip())
+
+        self._client = wait.poll(
+            connect,
+            deadline,
+            what=f"QMP on {self.path}",
+            interval=0.02,
+            alive=self.alive,
+            on_exit=lambda: failed(f"QEMU exited; cannot open QMP on {self.path}"),
+            on_timeout=lambda: failed(
+                f"cannot open QMP on {self.path} within {self.timeout:.0f} s "
+                f"({type(last[0]).__name__}: {last[0]})"
+            ),
+        )
         return self
 
     def __exit__(
@@ -222,20 +233,26 @@ class QGAClient:
 
     def sync(self, timeout: float | None = None) -> float:
         """Wait until the agent answers ``guest-sync``; returns the seconds it took."""
-        started = time.monotonic()
-        deadline = started + (timeout if timeout is not None else self.timeout)
-        last: Exception | None = None
-        while time.monotonic() < deadline:
+        deadline = wait.Deadline(timeout if timeout is not None else self.timeout)
+        last: list[Exception | None] = [None]
+
+        def ping() -> float | None:
             try:
                 self._roundtrip("guest-ping", None, timeout=min(1.0, self.timeout))
-                return time.monotonic() - started
+                return deadline.elapsed()
             except (OSError, ValueError) as exc:
-                last = exc
-                time.sleep(0.05)
-        raise MachineError(
-            f"the guest agent on {self.path} did not answer guest-sync within "
-            f"{deadline - started:.0f} s (last error: {last}). Is qemu-guest-agent running in "
-            "the guest? See serial.log in the VM directory."
+                last[0] = exc
+                return None
+
+        return wait.poll(
+            ping,
+            deadline,
+            what=f"the guest agent on {self.path}",
+            on_timeout=lambda: MachineError(
+                f"the guest agent on {self.path} did not answer guest-sync within "
+                f"{deadline.timeout:.0f} s (last error: {last[0]}). Is qemu-guest-agent running in "
+                "the guest? See serial.log in the VM directory."
+            ),
         )
 
     def exec(
@@ -252,21 +269,27 @@ class QGAClient:
         if input_data is not None:
             arguments["input-data"] = base64.b64encode(input_data).decode()
         pid = self.execute("guest-exec", arguments)["pid"]
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def exited() -> ExecResult | None:
             status = self.execute("guest-exec-status", {"pid": pid})
-            if status.get("exited"):
-                return ExecResult(
-                    exitcode=int(status.get("exitcode", -1)),
-                    stdout=_b64(status.get("out-data")),
-                    stderr=_b64(status.get("err-data")),
-                )
-            if time.monotonic() > deadline:
-                raise MachineError(
-                    f"guest command {path} did not finish within {timeout:.0f} s "
-                    f"(guest pid {pid}); see serial.log in the VM directory"
-                )
-            time.sleep(poll)
+            if not status.get("exited"):
+                return None
+            return ExecResult(
+                exitcode=int(status.get("exitcode", -1)),
+                stdout=_b64(status.get("out-data")),
+                stderr=_b64(status.get("err-data")),
+            )
+
+        return wait.poll(
+            exited,
+            timeout,
+            what=f"guest command {path}",
+            interval=poll,
+            on_timeout=lambda: MachineError(
+                f"guest command {path} did not finish within {timeout:.0f} s "
+                f"(guest pid {pid}); see serial.log in the VM directory"
+            ),
+        )
 
     def clock_offset(self) -> float:
         """The guest's wall clock minus the host's, in seconds (``guest-get-time``).
