@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -10,6 +9,7 @@ import httpx
 
 from .errors import HealthTimeout
 from .manifest import Service
+from .wait import Deadline, poll
 
 
 @dataclass(frozen=True)
@@ -54,34 +54,44 @@ def wait_healthy(
 
     Raises :class:`HealthTimeout` naming each service still failing and how.
     """
-    started = time.monotonic()
-    deadline = started + timeout
+    deadline = Deadline(timeout)
     pending = {s.name: s for s in services}
     last: dict[str, CheckResult] = {}
-    reported = started
+    reported = 0.0
+
+    def still_failing() -> str:
+        return "; ".join(last[n].detail for n in pending)
+
+    def tick(elapsed: float) -> None:
+        nonlocal reported
+        if on_progress and elapsed - reported > 10:
+            reported = elapsed
+            on_progress(f"waiting for {', '.join(sorted(pending))} ({elapsed:.0f} s)")
+
     with httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0)) as client:
-        while True:
+
+        def all_healthy() -> float | None:
             for name, service in list(pending.items()):
                 result = check_service(client, service, ports[name])
                 last[name] = result
                 if result.ok:
                     del pending[name]
-            now = time.monotonic()
-            if not pending:
-                return now - started
-            if alive is not None and not alive():
-                raise HealthTimeout(
-                    f"QEMU exited while waiting for {what}; still failing: "
-                    + "; ".join(last[n].detail for n in pending)
-                )
-            if now > deadline:
-                raise HealthTimeout(
-                    f"{what} not healthy after {timeout:.0f} s. Still failing: "
-                    + "; ".join(last[n].detail for n in pending)
-                    + ". Look at serial.log in the VM directory; raise the timeout with "
-                    f"{timeout_option} if the machine is slow."
-                )
-            if on_progress and now - reported > 10:
-                reported = now
-                on_progress(f"waiting for {', '.join(sorted(pending))} ({now - started:.0f} s)")
-            time.sleep(interval)
+            return None if pending else deadline.elapsed()
+
+        return poll(
+            all_healthy,
+            deadline,
+            what=what,
+            interval=interval,
+            alive=alive,
+            on_exit=lambda: HealthTimeout(
+                f"QEMU exited while waiting for {what}; still failing: " + still_failing()
+            ),
+            on_timeout=lambda: HealthTimeout(
+                f"{what} not healthy after {timeout:.0f} s. Still failing: "
+                + still_failing()
+                + ". Look at serial.log in the VM directory; raise the timeout with "
+                f"{timeout_option} if the machine is slow."
+            ),
+            on_tick=tick,
+        )

@@ -29,6 +29,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from . import wait
 from .errors import MachineError, SnapshotError
 from .log import get_logger
 from .machine import Machine
@@ -258,19 +259,27 @@ def migrate_to_file(
         q.execute("stop")
         _set_caps(q, method, channels)
         q.execute("migrate", uri=migration_uri(path, method, incoming=False, qemu_version=qemu_version))
-        deadline = started + timeout
-        while True:
+        last: dict[str, Any] = {}
+
+        def completed() -> bool | None:
             info: dict[str, Any] = q.execute("query-migrate")
+            last.update(info)
             status = info.get("status")
-            if status == "completed":
-                break
             if status in ("failed", "cancelled"):
                 raise SnapshotError(
                     f"migration to {path} {status}: {info.get('error-desc', 'no reason given')}"
                 )
-            if time.monotonic() > deadline:
-                raise SnapshotError(f"migration to {path} still {status} after {timeout:.0f} s")
-            time.sleep(0.02)
+            return True if status == "completed" else None
+
+        wait.poll(
+            completed,
+            wait.Deadline(timeout, started),
+            what=f"the migration to {path}",
+            interval=0.02,
+            on_timeout=lambda: SnapshotError(
+                f"migration to {path} still {last.get('status')} after {timeout:.0f} s"
+            ),
+        )
         seconds = time.monotonic() - started
         with contextlib.suppress(Exception):
             q.execute("quit")
@@ -307,23 +316,33 @@ def _load(
         q.execute(
             "migrate-incoming", uri=migration_uri(path, method, incoming=True, qemu_version=qemu_version)
         )
-        deadline = started + timeout
-        while True:
-            status = q.execute("query-status")["status"]
+        last = ""
+
+        def running() -> bool | None:
+            nonlocal last
+            status = last = q.execute("query-status")["status"]
             if status == "running":
-                break
+                return True
             if status in ("paused", "postmigrate", "prelaunch"):
                 mig = q.execute("query-migrate")
                 if mig.get("status") in ("completed", None):
                     q.execute("cont")
-                    break
+                    return True
             if status not in ("inmigrate", "paused", "postmigrate", "prelaunch", "finish-migrate"):
                 raise SnapshotError(f"VM is in state {status!r} while loading {path}")
             mig = q.execute("query-migrate")
             if mig.get("status") in ("failed", "cancelled"):
                 raise SnapshotLoadError(f"loading {path} failed: {mig.get('error-desc', 'no reason given')}")
-            if not machine.running():
-                raise SnapshotLoadError(f"QEMU exited while loading {path}: {machine.output()[-500:]}")
-            if time.monotonic() > deadline:
-                raise SnapshotError(f"loading {path} did not finish within {timeout:.0f} s (state {status})")
-            time.sleep(0.01)
+            return None
+
+        wait.poll(
+            running,
+            wait.Deadline(timeout, started),
+            what=f"loading {path}",
+            interval=0.01,
+            alive=machine.running,
+            on_exit=lambda: SnapshotLoadError(f"QEMU exited while loading {path}: {machine.output()[-500:]}"),
+            on_timeout=lambda: SnapshotError(
+                f"loading {path} did not finish within {timeout:.0f} s (state {last})"
+            ),
+        )

@@ -20,9 +20,10 @@ T = TypeVar("T")
 class Deadline:
     """The clock of one wait."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, started: float | None = None) -> None:
+        """``started``: a ``time.monotonic()`` reading to count from (default: now)."""
         self.timeout = timeout
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
         self.at = self.started + timeout
 
     def elapsed(self) -> float:
