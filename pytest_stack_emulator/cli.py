@@ -9,26 +9,28 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 from . import emulator
-from .config import SPEC_BY_NAME, resolve
+from .config import SPEC_BY_NAME, SPECS, Settings, resolve
 from .errors import StackEmulatorError
 
 
-def _settings(args: argparse.Namespace, **extra: Any) -> Any:
-    options = {
-        name: getattr(args, name, None) for name in SPEC_BY_NAME if getattr(args, name, None) is not None
-    }
-    options.update(extra)
-    return resolve({"enabled": True, **options}, {})
+def _settings(args: argparse.Namespace) -> Settings:
+    options = {name: getattr(args, name, None) for name in SPEC_BY_NAME}
+    return resolve({**options, "enabled": True}, {}, cli=True)
 
 
-def _common(p: argparse.ArgumentParser, image: bool = True) -> None:
-    p.add_argument("--home", help=SPEC_BY_NAME["home"].help)
-    if image:
-        p.add_argument("--image", help=SPEC_BY_NAME["image"].help)
-        p.add_argument("--accel", help=SPEC_BY_NAME["accel"].help)
+# Every setting but ``enabled``, generated from config.SPECS as the plugin's options are.
+ALL_SETTINGS = tuple(s.name for s in SPECS if s.name != "enabled")
+
+
+def _settings_options(p: argparse.ArgumentParser, names: tuple[str, ...] = ALL_SETTINGS) -> None:
+    """Add ``--<setting>`` options from config.SPECS; a value is parsed and checked by config."""
+    for spec in (SPEC_BY_NAME[name] for name in names):
+        if spec.flag:
+            p.add_argument(spec.cli_option, action="store_true", default=None, dest=spec.name, help=spec.help)
+        else:
+            p.add_argument(spec.cli_option, dest=spec.name, metavar=spec.metavar, help=spec.help)
 
 
 def cmd_build_image(args: argparse.Namespace) -> int:
@@ -62,8 +64,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    settings = _settings(args, rotate=args.rotate or None, cold=args.cold or None, share=args.share,
-                         project_config=args.config_file)  # fmt: skip
+    settings = _settings(args)
     prepared = emulator.prepare(settings)
     inst = emulator.start(prepared, worker="cli", session=emulator.new_session_id())
     stop = threading.Event()
@@ -117,8 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("build-image", help="Build the compat image from cloud_init/ (cached by input hash)")
-    _common(p, image=False)
-    p.add_argument("--accel", help=SPEC_BY_NAME["accel"].help)
+    _settings_options(p, ("home", "accel"))
     p.add_argument("--force", action="store_true", help="Rebuild even if the inputs are unchanged")
     p.add_argument(
         "--provision-timeout",
@@ -129,41 +129,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_build_image)
 
     p = sub.add_parser("pull", help="Download an image (upstream's release by default)")
-    _common(p, image=False)
+    _settings_options(p, ("home",))
     p.add_argument("url", nargs="?", default="upstream", help="A .qcow2 URL, or `upstream`")
     p.add_argument("--branch", default=None, help="Upstream release branch (default: dev)")
     p.add_argument("--force", action="store_true", help="Download again even if present")
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("capture", help="Get the image and capture its RAM snapshot")
-    _common(p)
+    _settings_options(p)
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("start", help="Start one stack in the foreground and print its URLs and env")
-    _common(p)
-    p.add_argument("--rotate", action="store_true", help=SPEC_BY_NAME["rotate"].help)
-    p.add_argument("--cold", action="store_true", help=SPEC_BY_NAME["cold"].help)
-    p.add_argument("--share", type=Path, help=SPEC_BY_NAME["share"].help)
-    p.add_argument(
-        "--config-file",
-        type=Path,
-        metavar="FILE",
-        help="An app's Stack config file: print the env of its project (made once per file, "
-        "given the file's config at every start) instead of the internal project's",
-    )
+    _settings_options(p)
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("list", help="List VMs in the run directory")
-    _common(p, image=False)
+    _settings_options(p, ("home",))
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("reap", help="Stop VMs whose owning process is gone and clean their run dirs")
-    _common(p, image=False)
+    _settings_options(p, ("home",))
     p.add_argument("--all", action="store_true", help="Also remove run dirs kept after failed tests")
     p.set_defaults(func=cmd_reap)
 
     p = sub.add_parser("bench", help="Measure cold boot, capture, resume and teardown side by side")
-    _common(p, image=False)
+    _settings_options(p, ("home",))
     p.add_argument(
         "--output",
         type=Path,

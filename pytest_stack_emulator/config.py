@@ -92,6 +92,8 @@ class Spec:
     env_parse: Callable[[str], Any] | None = None
     flag: bool = False
     metavar: str | None = None
+    # The stack-emulator command's option, when it is not --<name> (upstream's spelling).
+    cli_name: str | None = None
 
     @property
     def option(self) -> str:
@@ -100,6 +102,10 @@ class Spec:
             if self.name == "enabled"
             else "--stack-emulator-" + self.name.replace("_", "-")
         )
+
+    @property
+    def cli_option(self) -> str:
+        return self.cli_name or "--" + self.name.replace("_", "-")
 
     @property
     def ini(self) -> str:
@@ -128,7 +134,7 @@ SPECS: tuple[Spec, ...] = (
          None, _share, metavar="DIR"),
     Spec("project_config", "Make the fixture's project from this Stack config file (stack.config.ts, .js "
          "or .json): one project per file path, given the file's config at every start (default: internal)",
-         None, _project_config, env="STACK_EMULATOR_PROJECT_CONFIG", metavar="FILE"),
+         None, _project_config, env="STACK_EMULATOR_PROJECT_CONFIG", metavar="FILE", cli_name="--config-file"),
     Spec("accel", f"Accelerator: {', '.join(ACCELERATORS)} (default: auto)", "auto",
          _choice(ACCELERATORS), env="STACK_EMULATOR_ACCEL", metavar="NAME"),
     Spec("restore", f"Snapshot restore: {', '.join(RESTORE_METHODS)} (default: auto, mapped-ram when QEMU has it)",
@@ -165,9 +171,11 @@ def resolve(
     options: Mapping[str, Any],
     ini: Mapping[str, Any],
     environ: Mapping[str, str] | None = None,
+    *,
+    cli: bool = False,
 ) -> Settings:
     """Resolve every setting. ``options``/``ini`` map setting names to raw values, None (or
-    missing) when not given."""
+    missing) when not given. ``cli``: errors name the stack-emulator command's options."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -183,7 +191,8 @@ def resolve(
         try:
             values[spec.name] = parse(raw)
         except ConfigError as exc:
-            where = spec.option if source == "option" else source
+            option = spec.cli_option if cli else spec.option
+            where = option if source == "option" else source
             raise ConfigError(f"{where}: {exc}") from None
         sources[spec.name] = source
     return Settings(**values, sources=sources)
