@@ -5,21 +5,15 @@ Override ``stack_emulator_settings`` in a ``conftest.py`` to change settings in 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from . import emulator
 from .config import Settings
-from .errors import StackEmulatorError
-from .plugin import state_of
+from .plugin import StackEmulatorWarning as StackEmulatorWarning  # its home until now
+from .plugin import start_instance, state_of, stop_instance
 from .projects import Project
-
-
-class StackEmulatorWarning(UserWarning):
-    """Something went wrong but the run goes on (a resume fell back to a cold boot, ...)."""
 
 
 @pytest.fixture(scope="session")
@@ -37,48 +31,11 @@ def stack_emulator(
         pytest.skip(
             "stack_emulator needs --stack-emulator (or ini stack_emulator = true, or STACK_EMULATOR=1)"
         )
-    state = state_of(pytestconfig)
-    if state.prepare_error is not None:
-        raise state.prepare_error
-    if state.controller_error is not None:
-        raise StackEmulatorError(f"preparing failed in the xdist controller: {state.controller_error}")
-    workerinput: dict[str, Any] = getattr(pytestconfig, "workerinput", {})
-    prepared = state.prepared
-    if prepared is None or prepared.settings != stack_emulator_settings:
-        # An xdist worker, or settings overridden in conftest.py. A worker never captures
-        # when its controller already tried: it resumes what is there or boots cold.
-        capture = not state.controller_prepared
-        prepared = emulator.prepare(stack_emulator_settings, capture=capture)
-    messages: list[str] = []
-    instance = emulator.start(
-        prepared,
-        worker=workerinput.get("workerid", "main"),
-        session=state.session_id,
-        warn=messages.append,
-    )
-    state.instance = instance
-    for message in messages:
-        warnings.warn(StackEmulatorWarning(message), stacklevel=1)
+    instance = start_instance(pytestconfig, stack_emulator_settings)
     try:
-        if stack_emulator_settings.project_config is not None:
-            instance.handle.use_config_file(stack_emulator_settings.project_config)
         yield instance.handle
     finally:
-        state.instance = None
-        try:
-            instance.stop(keep=state.failed)
-        except Exception as exc:  # a teardown failure must not fail a test that passed
-            warnings.warn(
-                StackEmulatorWarning(f"stopping the VM in {instance.vm_dir} failed: {exc}"),
-                stacklevel=1,
-            )
-        if state.failed:
-            warnings.warn(
-                StackEmulatorWarning(
-                    f"a test failed: kept {instance.vm_dir} (serial.log, qemu.log) for debugging"
-                ),
-                stacklevel=1,
-            )
+        stop_instance(pytestconfig, instance)
 
 
 @pytest.fixture

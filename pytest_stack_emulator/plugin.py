@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from . import emulator
 from .config import SPECS, Settings, resolve
-from .errors import ConfigError
+from .errors import ConfigError, StackEmulatorError
 from .log import logger
 
 pytest_plugins = ["pytest_stack_emulator.fixtures"]
@@ -32,6 +33,23 @@ class PluginState:
     # On an xdist worker: what the controller's prepare() came to.
     controller_prepared: bool = False
     controller_error: str | None = None
+
+    def prepared_for(self, settings: Settings) -> emulator.Prepared:
+        """What the session prepared, or a prepare() for these settings: on an xdist worker,
+        or when conftest.py overrides the settings. A worker never captures when its
+        controller already tried: it resumes what is there or boots cold. Raises what
+        preparing raised, here or in the xdist controller."""
+        if self.prepare_error is not None:
+            raise self.prepare_error
+        if self.controller_error is not None:
+            raise StackEmulatorError(f"preparing failed in the xdist controller: {self.controller_error}")
+        if self.prepared is not None and self.prepared.settings == settings:
+            return self.prepared
+        return emulator.prepare(settings, capture=not self.controller_prepared)
+
+
+class StackEmulatorWarning(UserWarning):
+    """Something went wrong but the run goes on (a resume fell back to a cold boot, ...)."""
 
 
 STATE = pytest.StashKey[PluginState]()
@@ -72,7 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
         controller_error=workerinput.get(ERROR_KEY),
     )
     config.addinivalue_line("markers", "stack_emulator: the test uses the stack_emulator VM")
-    _interrupted_config[:] = [config]
+    config.pluginmanager.register(_Interrupt(config), "stack-emulator-interrupt")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -183,14 +201,54 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-_interrupted_config: list[pytest.Config] = []
+class _Interrupt:
+    """Registered per config, so that the Ctrl-C hook (which gets no config) finds its state."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Ctrl-C: stop every VM of this process now, in parallel. A worker whose test failed
+        keeps its run directory, as in a normal teardown."""
+        state = self.config.stash.get(STATE, None)
+        emulator.stop_all(keep=state is not None and state.failed)
 
 
-def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-    """Ctrl-C: stop every VM of this process now, in parallel. A worker whose test failed
-    keeps its run directory, as in a normal teardown."""
-    failed = any(s.failed for c in _interrupted_config if (s := c.stash.get(STATE, None)) is not None)
-    emulator.stop_all(keep=failed)
+def _warn(message: str) -> None:
+    warnings.warn(StackEmulatorWarning(message), stacklevel=1)
+
+
+def start_instance(config: pytest.Config, settings: Settings) -> emulator.Instance:
+    """This worker's VM for the ``stack_emulator`` fixture; what went wrong but was recovered
+    from (a resume that fell back to a cold boot) becomes a StackEmulatorWarning."""
+    state = state_of(config)
+    prepared = state.prepared_for(settings)
+    workerid = (_workerinput(config) or {}).get("workerid", "main")
+    messages: list[str] = []
+    instance = emulator.start(prepared, worker=workerid, session=state.session_id, warn=messages.append)
+    state.instance = instance
+    for message in messages:
+        _warn(message)
+    if settings.project_config is not None:
+        try:
+            instance.handle.use_config_file(settings.project_config)
+        except BaseException:
+            stop_instance(config, instance)
+            raise
+    return instance
+
+
+def stop_instance(config: pytest.Config, instance: emulator.Instance) -> None:
+    """Stop the fixture's VM, keeping its run directory if a test failed. Never raises: a
+    teardown failure must not fail a test that passed, so it becomes a warning."""
+    state = state_of(config)
+    state.instance = None
+    try:
+        instance.stop(keep=state.failed)
+    except Exception as exc:
+        _warn(f"stopping the VM in {instance.vm_dir} failed: {exc}")
+    if state.failed:
+        _warn(f"a test failed: kept {instance.vm_dir} (serial.log, qemu.log) for debugging")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
