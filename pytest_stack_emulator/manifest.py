@@ -67,7 +67,6 @@ class Manifest:
     services: tuple[Service, ...]
     keys: dict[str, str] = field(default_factory=lambda: dict(PLACEHOLDER_KEYS))
     project_id: str = INTERNAL_PROJECT_ID
-    port_prefix: str = PORT_PREFIX
     machine: str = "q35"
     layout: dict[str, Any] = field(
         default_factory=lambda: {
@@ -97,6 +96,8 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         data = dict(data)
+        # Manifests written before 2026-11 carry an unused "port_prefix" (always "81").
+        data.pop("port_prefix", None)
         data["boot"] = Boot(**data["boot"])
         data["services"] = tuple(Service(**s) for s in data["services"])
         return cls(**data)
