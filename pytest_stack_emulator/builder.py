@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import BuildError, HostSetupError, ProvisioningFailed, ProvisioningTimeout
-from .iso import write_runtime_iso, write_seed_iso
+from .errors import BuildError, HostSetupError
 from .log import Progress, get_logger
-from .machine import Machine, MachineConfig, detect_accel, make_phantom, qemu_binary, qemu_img
+from .machine import qemu_img
 from .manifest import Boot, Manifest, stack_services
-from .runtime import base_env, runtime_env
+from .provision import KERNEL_APPEND, provision_boot
 
 log = get_logger(__name__)
 
@@ -40,12 +39,6 @@ COMPAT_RAM_MB = 1024
 COMPAT_VCPUS = 2
 SUITE = "bookworm"
 DISK_SIZE = "4G"
-OK_MARKER = "STACK_PROVISION_OK"
-FAIL_MARKER = "STACK_PROVISION_FAILED"
-KERNEL_APPEND = (
-    "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=3 mitigations=off "
-    "random.trust_cpu=on systemd.show_status=false"
-)
 # Kernel module trees a VM on virtio never needs; removing them saves about 250 MB.
 PRUNED_MODULE_DIRS = (
     "drivers/gpu", "drivers/media", "drivers/net/wireless", "drivers/net/ethernet",
@@ -95,7 +88,7 @@ def inputs_hash(source: Path | None = None) -> str:
         h.update(b"x" if path.stat().st_mode & 0o100 else b"-")
         h.update(path.read_bytes() + b"\0")
     here = Path(__file__).resolve().parent
-    for name in ("builder.py", "iso.py", "runtime.py"):
+    for name in ("builder.py", "provision.py", "iso.py", "runtime.py", "contract.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()
 
@@ -327,94 +320,5 @@ class CompatImageBuilder:
         _run(cmd, "mmdebstrap", on_line=show)
 
     def _provision(self, work: Path, disk: Path, digest_in: str, progress: Progress) -> None:
-        seed = work / "scratch" / "seed.iso"
-        write_seed_iso(
-            seed, (self.source / "user-data").read_bytes(), (self.source / "meta-data").read_bytes()
-        )
-        vm_dir = work / "scratch" / "provision-vm"
-        vm_dir.mkdir()
-        runtime_iso = vm_dir / "runtime-config.iso"
-        write_runtime_iso(runtime_iso, runtime_env(None, None), base_env())
-        bundle = vm_dir / "bundle.phantom"
-        make_phantom(bundle)
-        manifest = Manifest(
-            name="provisioning",
-            arch="amd64",
-            disk=disk.name,
-            ram_mb=COMPAT_RAM_MB,
-            vcpus=COMPAT_VCPUS,
-            boot=Boot(method="kernel", kernel="vmlinuz", initrd="initrd.img",
-                      append=KERNEL_APPEND.replace(" quiet loglevel=3", "")),
-            services=(),
-        )  # fmt: skip
-        accel = detect_accel(self.accel, "amd64")
-        cfg = MachineConfig(
-            qemu=qemu_binary("amd64"),
-            manifest=manifest,
-            image_dir=work,
-            disk=disk,
-            vm_dir=vm_dir,
-            accel=accel.name,
-            host_ports={},
-            guest_ports={},
-            runtime_iso=runtime_iso,
-            seed=seed,
-            bundle=bundle,
-        )
-        progress.step(f"accelerator {accel.name}: {accel.reason}")
-        machine = Machine(cfg)
-        machine.launch()
-        try:
-            self._watch_provisioning(machine, progress)
-        finally:
-            machine.kill()
-
-    def _watch_provisioning(self, machine: Machine, progress: Progress) -> None:
-        serial = machine.cfg.serial_log
-        started = time.monotonic()
-        deadline = started + self.provision_timeout
-        last_report = started
-        ok = False
-        while True:
-            text = serial.read_text(errors="replace")
-            if FAIL_MARKER in text:
-                line = next(ln for ln in text.splitlines() if FAIL_MARKER in ln)
-                machine.wait(15)
-                raise ProvisioningFailed(
-                    f"the guest reported a provisioning failure: {line.strip()}\n"
-                    f"serial log {serial}, last lines:\n{_tail(serial.read_text(errors='replace'))}\n"
-                    "Fix the failing step in cloud_init/, then run `stack-emulator build-image` again."
-                )
-            ok = ok or OK_MARKER in text
-            if not machine.running():
-                if ok:
-                    progress.step(f"guest provisioned and powered off ({time.monotonic() - started:.0f} s)")
-                    return
-                raise ProvisioningFailed(
-                    f"QEMU exited (code {machine.process.poll() if machine.process else None}) "
-                    f"before the guest reported {OK_MARKER}.\nQEMU said: {machine.output()[-1000:]}\n"
-                    f"serial log {serial}, last lines:\n{_tail(text)}"
-                )
-            now = time.monotonic()
-            if now > deadline:
-                raise ProvisioningTimeout(
-                    f"provisioning did not finish within {self.provision_timeout:.0f} s and the "
-                    f"guest reported no failure. Serial log {serial}, last lines:\n{_tail(text)}\n"
-                    "The machine may be slow (TCG): raise --provision-timeout, or look for a hang "
-                    "in the log above."
-                )
-            if now - last_report >= 15:
-                last_report = now
-                progress.step(f"provisioning… {now - started:.0f} s, last console line: {_last_line(text)}")
-            time.sleep(0.5)
-
-
-def _tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _last_line(text: str) -> str:
-    for line in reversed(text.splitlines()):
-        if line.strip():
-            return line.strip()[:120]
-    return "(nothing yet)"
+        provision_boot(self.source, work, disk, self.accel, self.provision_timeout, progress,
+                       ram_mb=COMPAT_RAM_MB, vcpus=COMPAT_VCPUS)  # fmt: skip

@@ -1,9 +1,9 @@
 """The guest contract as the host reads it (CONTRACT §1-4): services, ports, keys, commands.
 
-Host modules take these names and numbers from here. Two places keep their own copies, and
-a change here must be made there too: the guest scripts under ``cloud_init/``, and
-``runtime.py``'s environment variable names (runtime.py is hashed into the compat image's
-inputs, so editing it makes every stored image stale).
+Host modules take these names and numbers from here, runtime.py included (it writes them onto
+the runtime ISO). The guest scripts under ``cloud_init/`` keep their own copies, so a change
+here must be made there too; the compat image's input hash covers this module, so such a
+change rebuilds the image.
 """
 
 from __future__ import annotations

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from .manifest import PLACEHOLDER_KEYS
+from .contract import INTERNAL_PROJECT_ID, KEY_ENV_NAMES, PLACEHOLDER_KEYS, PORT_PREFIX
 from .ports import DEFAULT_BASE_PORT, block_ports
-
-PORT_PREFIX = "81"
 
 
 def runtime_env(host_ports: Mapping[str, int] | None, vm_dir_host: Path | None) -> dict[str, str]:
@@ -37,9 +35,6 @@ def base_env() -> dict[str, str]:
         "STACK_EMAIL_HOST": "127.0.0.1",
         "STACK_EMAIL_PORT": "2500",
         "STACK_EMAIL_SENDER": "noreply@stack-emulator.local",
-        "STACK_INTERNAL_PROJECT_ID": "internal",
-        "STACK_INTERNAL_PROJECT_PUBLISHABLE_CLIENT_KEY": PLACEHOLDER_KEYS["publishable_client_key"],
-        "STACK_INTERNAL_PROJECT_SECRET_SERVER_KEY": PLACEHOLDER_KEYS["secret_server_key"],
-        "STACK_SEED_INTERNAL_PROJECT_SUPER_SECRET_ADMIN_KEY": PLACEHOLDER_KEYS["super_secret_admin_key"],
-        "CRON_SECRET": PLACEHOLDER_KEYS["cron_secret"],
+        "STACK_INTERNAL_PROJECT_ID": INTERNAL_PROJECT_ID,
+        **{KEY_ENV_NAMES[kind]: key for kind, key in PLACEHOLDER_KEYS.items()},
     }
