@@ -12,8 +12,8 @@ the file, and, as upstream's emulator, refuses environment-level writes.
 
 import json
 
-from . import errors
 from . import config_mapping as cm
+from . import errors
 from . import project_config as pc
 from .config import PROJECT_ID
 from .inputs import check, read_body

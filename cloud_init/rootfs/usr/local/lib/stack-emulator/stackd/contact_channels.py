@@ -262,18 +262,11 @@ def delete_channel(ctx, user_id, channel_id):
 
 # ---------------------------------------------------------------------------- verification
 
-def _callback_field(f):
-    callback = f.string("callback_url", required=True)
-    if isinstance(callback, str) and codes.url_problem("body.callback_url", callback):
-        f.problems.append(codes.url_problem("body.callback_url", callback))
-    return callback
-
-
 @routes.post("/contact-channels/<user_id>/<channel_id>/send-verification-code", access=CLIENT_UP)
 def send_code(ctx, user_id, channel_id):
     f = ctx.fields()
     f.problems += path_problems(user_id, channel_id)
-    callback = _callback_field(f)
+    callback = f.url("callback_url", required=True)
     problem = unknown_properties(f.data, ("callback_url",))
     if problem:
         f.problems.append(problem)
@@ -301,7 +294,7 @@ def send_code_legacy(ctx):
     """The deprecated route: the signed-in user's primary email, named in the body."""
     f = ctx.fields()
     email = f.email("email", required=True)
-    callback = _callback_field(f)
+    callback = f.url("callback_url", required=True)
     problem = unknown_properties(f.data, ("email", "callback_url"))
     if problem:
         f.problems.append(problem)

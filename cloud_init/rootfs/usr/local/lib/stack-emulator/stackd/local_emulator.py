@@ -16,8 +16,8 @@ import json
 import os
 import posixpath
 
-from . import config_overrides, errors, keys
 from . import config_mapping as cm
+from . import config_overrides, errors, keys
 from . import project_config as pc
 from .config import PROJECT_ID
 from .inputs import check, read_body

@@ -67,6 +67,16 @@ def header_summary(envelope_from, rcpts, raw):
     return meta
 
 
+def message_bodies(msg):
+    """(text, html) of a parsed message; "" for a part it lacks."""
+    bodies = {}
+    for subtype in ("plain", "html"):
+        part = msg.get_body(preferencelist=(subtype,))
+        content = part.get_content() if part is not None else ""
+        bodies[subtype] = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+    return bodies["plain"], bodies["html"]
+
+
 def message_details(meta, raw):
     """The Inbucket message JSON: the listing entry plus header, body (text, html), attachments."""
     result = dict(meta)
@@ -75,17 +85,7 @@ def message_details(meta, raw):
         msg = email.parser.BytesParser(policy=email.policy.default).parsebytes(raw)
         for name, value in msg.items():
             header.setdefault(name, []).append(str(value))
-        for kind in ("plain", "html"):
-            part = msg.get_body(preferencelist=(kind,))
-            if part is None:
-                continue
-            content = part.get_content()
-            if isinstance(content, bytes):
-                content = content.decode("utf-8", "replace")
-            if kind == "plain":
-                text = content
-            else:
-                html = content
+        text, html = message_bodies(msg)
         for part in msg.iter_attachments():
             attachments.append({"filename": part.get_filename() or "",
                                 "content-type": part.get_content_type()})

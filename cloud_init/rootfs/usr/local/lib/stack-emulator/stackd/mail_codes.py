@@ -20,7 +20,7 @@ import re
 import urllib.parse
 
 from .config import log, short_error
-from .mail import mailbox_name
+from .mail import mailbox_name, message_bodies
 
 KIND_HEADER = "X-Stack-Emulator-Kind"
 CODE_HEADER = "X-Stack-Emulator-Code"
@@ -72,16 +72,7 @@ def describe(meta, raw):
         msg = email.parser.BytesParser(policy=email.policy.default).parsebytes(raw)
         kind, code, link, project = (str(msg[h]).strip() if msg[h] is not None else None
                                      for h in (KIND_HEADER, CODE_HEADER, LINK_HEADER, PROJECT_HEADER))
-        for subtype in ("plain", "html"):
-            part = msg.get_body(preferencelist=(subtype,))
-            if part is not None:
-                content = part.get_content()
-                if isinstance(content, bytes):
-                    content = content.decode("utf-8", "replace")
-                if subtype == "plain":
-                    text = content
-                else:
-                    html = content
+        text, html = message_bodies(msg)
     except Exception as exc:
         log("mail: could not parse message %s: %s" % (meta.get("id"), short_error(exc)))
     if kind not in KINDS:

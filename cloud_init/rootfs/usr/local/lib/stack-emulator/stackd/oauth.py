@@ -21,7 +21,16 @@ import time
 
 from werkzeug.wrappers import Response
 
-from . import codes, connected_accounts, errors, internal_api_keys, oauth_accounts, oauth_client, tokens, users
+from . import (
+    codes,
+    connected_accounts,
+    errors,
+    internal_api_keys,
+    oauth_accounts,
+    oauth_client,
+    tokens,
+    users,
+)
 from .routing import Routes
 from .validate import MISSING, Fields
 from .web import json_bytes, json_response

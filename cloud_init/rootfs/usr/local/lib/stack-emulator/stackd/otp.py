@@ -53,18 +53,15 @@ def sign_in_email_problem(email):
 
 def _email(ctx, f, name, required):
     value = f.email(name, required=required)
-    if isinstance(value, str) and sign_in_email_problem(value):
-        f.problems.append(sign_in_email_problem(value))
+    problem = sign_in_email_problem(value) if isinstance(value, str) else None
+    if problem:
+        f.problems.append(problem)
         return MISSING
     return value
 
 
 def _callback_url(ctx, f, name, required):
-    value = f.string(name, required=required)
-    if isinstance(value, str) and codes.url_problem("body.%s" % name, value):
-        f.problems.append(codes.url_problem("body.%s" % name, value))
-        return MISSING
-    return value
+    return f.url(name, required=required)
 
 
 SEND_BODY = {

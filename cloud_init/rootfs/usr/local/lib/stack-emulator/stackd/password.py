@@ -27,9 +27,7 @@ def sign_up(ctx):
     f = ctx.fields()
     email = f.email("email", required=True)
     password = f.string("password", required=True)
-    callback = f.string("verification_callback_url", nullable=True)
-    if isinstance(callback, str) and codes.url_problem("body.verification_callback_url", callback):
-        f.problems.append(codes.url_problem("body.verification_callback_url", callback))
+    callback = f.url("verification_callback_url", nullable=True)
     f.check()
     _require_password_auth(ctx)
     if not ctx.config.get("sign_up_enabled", True) and not ctx.is_server:
@@ -108,9 +106,7 @@ def set_password(ctx):
 def send_reset_code(ctx):
     f = ctx.fields()
     email = f.email("email", required=True)
-    callback = f.string("callback_url", required=True)
-    if isinstance(callback, str) and codes.url_problem("body.callback_url", callback):
-        f.problems.append(codes.url_problem("body.callback_url", callback))
+    callback = f.url("callback_url", required=True)
     f.check()
     _require_password_auth(ctx)
     row = _auth_user_by_email(ctx, email)

@@ -10,12 +10,11 @@ import json
 import re
 import uuid
 
-from . import codes, errors, users
+from . import errors, users
 from .db import UniqueViolation
 from .inputs import check, current_user, opt, params, query_fields, read_body, user_field, uuid_field
 from .permissions import ensure_membership, ensure_user, grant_defaults, is_member, require_team_permission
 from .routing import CLIENT_UP, SERVER_UP, Routes
-from .validate import MISSING
 
 routes = Routes()
 
@@ -27,13 +26,7 @@ BASE64_IMAGE_RE = re.compile(r"data:image/(png|jpg|jpeg|gif|bmp|webp);base64,[A-
 
 def image_url(ctx, f, name, required):
     """A body reader for upstream's profile image URL fields (nullable, at most 1,000,000 characters)."""
-    value = f.string(name, required=required, nullable=True, max_len=1000000)
-    if isinstance(value, str):
-        problem = codes.url_problem("%s.%s" % (f.where, name), value)
-        if problem:
-            f.problems.append(problem)
-            return MISSING
-    return value
+    return f.url(name, required=required, nullable=True, max_len=1000000)
 
 
 CLIENT_UPDATE = {"display_name": "string", "profile_image_url": image_url, "client_metadata": "json"}

@@ -9,7 +9,7 @@ A Fields object collects every problem of one request, then raises them together
 import re
 import uuid
 
-from . import errors
+from . import codes, errors
 
 EMAIL_RE = re.compile(
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
@@ -59,6 +59,16 @@ class Fields:
             return self._bad(name, "must be at most %d characters" % max_len)
         if min_len is not None and len(value) < min_len:
             return self._bad(name, "must be at least %d characters" % min_len)
+        return value
+
+    def url(self, name, required=False, nullable=False, max_len=None):
+        """An absolute URL, checked as upstream's urlSchema (and a browser) reads it."""
+        value = self.string(name, required=required, nullable=nullable, max_len=max_len)
+        if isinstance(value, str):
+            problem = codes.url_problem("%s.%s" % (self.where, name), value)
+            if problem:
+                self.problems.append(problem)
+                return MISSING
         return value
 
     def email(self, name, required=False, nullable=False):
