@@ -15,21 +15,18 @@ import httpx
 import pytest
 
 from pytest_stack_emulator import emulator
-from pytest_stack_emulator.config import resolve
 from pytest_stack_emulator.mailbox import MailTimeout
 from tests.browser import chromium_binary
 from tests.console_scenario import Stack, run_console_scenario
-from tests.helpers import TEST_BASE_PORT
+from tests.helpers import TEST_BASE_PORT, resumed_stack
 
 CONSOLE_BASE_PORT = TEST_BASE_PORT + 300
 
 
 @pytest.fixture(scope="module")
 def stack(vm_home: Path) -> Iterator[emulator.StackEmulator]:
-    settings = resolve({"image": "compat", "home": vm_home, "base_port": CONSOLE_BASE_PORT}, {}, {})
-    inst = emulator.start(emulator.prepare(settings), worker="console")
-    yield inst.handle
-    inst.stop()
+    with resumed_stack(vm_home, CONSOLE_BASE_PORT, "console") as handle:
+        yield handle
 
 
 def test_console_in_a_browser(stack: emulator.StackEmulator) -> None:

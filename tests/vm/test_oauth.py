@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_stack_emulator import emulator
-from pytest_stack_emulator.config import resolve
-from tests.helpers import TEST_BASE_PORT
+from tests.helpers import TEST_BASE_PORT, resumed_stack
 from tests.oauth_scenario import check_oauth_sign_in
 
 OAUTH_BASE_PORT = TEST_BASE_PORT + 500
@@ -18,10 +17,8 @@ OAUTH_BASE_PORT = TEST_BASE_PORT + 500
 
 @pytest.fixture(scope="module")
 def stack(vm_home: Path) -> Iterator[emulator.StackEmulator]:
-    settings = resolve({"image": "compat", "home": vm_home, "base_port": OAUTH_BASE_PORT}, {}, {})
-    inst = emulator.start(emulator.prepare(settings), worker="oauth")
-    yield inst.handle
-    inst.stop()
+    with resumed_stack(vm_home, OAUTH_BASE_PORT, "oauth") as handle:
+        yield handle
 
 
 def test_oauth_sign_in_through_this_workers_mock_port(stack: emulator.StackEmulator) -> None:

@@ -19,8 +19,7 @@ import httpx
 import pytest
 
 from pytest_stack_emulator import emulator
-from pytest_stack_emulator.config import resolve
-from tests.helpers import TEST_BASE_PORT
+from tests.helpers import TEST_BASE_PORT, resumed_stack
 from tests.projects_scenario import check_config_file, check_new_project
 
 PROJECTS_BASE_PORT = TEST_BASE_PORT + 400
@@ -28,10 +27,8 @@ PROJECTS_BASE_PORT = TEST_BASE_PORT + 400
 
 @pytest.fixture(scope="module")
 def stack(vm_home: Path) -> Iterator[emulator.StackEmulator]:
-    settings = resolve({"image": "compat", "home": vm_home, "base_port": PROJECTS_BASE_PORT}, {}, {})
-    inst = emulator.start(emulator.prepare(settings), worker="projects")
-    yield inst.handle
-    inst.stop()
+    with resumed_stack(vm_home, PROJECTS_BASE_PORT, "projects") as handle:
+        yield handle
 
 
 def test_new_project_on_the_image(stack: emulator.StackEmulator) -> None:
