@@ -13,8 +13,9 @@ from pytest_stack_emulator.config import resolve
 from pytest_stack_emulator.emulator import StackEmulator
 
 CACHE_HOME = Path(os.environ.get("STACK_EMULATOR_HOME") or "~/.stack/emulator").expanduser()
-# Away from the default block, so a developer's own emulator on 26700 is left alone.
-TEST_BASE_PORT = 27700
+# Away from the default block, so a developer's own emulator on 26700 is left alone;
+# STACK_EMULATOR_TEST_BASE_PORT moves it, so that two checkouts can run their tests at once.
+TEST_BASE_PORT = int(os.environ.get("STACK_EMULATOR_TEST_BASE_PORT", "27700"))
 
 
 def make_home(root: Path) -> Path:
