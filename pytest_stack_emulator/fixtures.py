@@ -47,3 +47,12 @@ def stack_project(stack_emulator: emulator.StackEmulator, request: pytest.Fixtur
     """
     config = getattr(request, "param", None)
     return stack_emulator.new_project(config, display_name=request.node.name[:200])
+
+
+@pytest.fixture
+def stack_emulator_fresh(stack_emulator: emulator.StackEmulator) -> emulator.StackEmulator:
+    """The worker's stack, put back into its captured state before this test (under a second
+    with a snapshot): nothing an earlier test made is left. Use it for tests that need an
+    empty stack; ``stack_emulator`` alone is faster where tests keep to their own data."""
+    stack_emulator.reset()
+    return stack_emulator

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,10 @@ class StackEmulator:
     host: str = "127.0.0.1"
     # The internal project's keys once project_id and the keys are a config file's project.
     internal: Project | None = field(default=None, repr=False)
+    # The app config file whose project this handle uses (use_config_file), kept across reset().
+    config_file: Path | None = None
+    # Puts the VM back into the captured state; set by the core that started it.
+    resetter: Callable[[], float] | None = field(default=None, repr=False, compare=False)
 
     def url(self, service: str) -> str:
         return f"http://{self.host}:{self.ports[service]}"
@@ -101,6 +105,23 @@ class StackEmulator:
             env[f"{prefix}STACK_PUBLISHABLE_CLIENT_KEY"] = self.publishable_client_key
         return env
 
+    def reset(self) -> float:
+        """Put the stack back into the state it was captured in (or last checkpointed in):
+        every user, team, project and mail made since is gone. The URLs, ports and handle stay;
+        the keys are the snapshot's again (fresh ones with rotation). Returns seconds."""
+        if self.resetter is None:
+            raise RuntimeError("this handle was not started by stack-emulator; it cannot be reset")
+        return self.resetter()
+
+    def set_project(self, project_id: str, keys: Mapping[str, str]) -> None:
+        """Use ``project_id`` with ``keys`` (``publishable_client_key``, ``secret_server_key``,
+        ``super_secret_admin_key``) as the internal project."""
+        self.internal = None
+        self.project_id = project_id
+        self.publishable_client_key = keys["publishable_client_key"]
+        self.secret_server_key = keys["secret_server_key"]
+        self.super_secret_admin_key = keys["super_secret_admin_key"]
+
     def internal_project(self) -> Project:
         """The ``internal`` project (its keys make the other projects)."""
         if self.internal is not None:
@@ -119,6 +140,7 @@ class StackEmulator:
         """Make ``project_id`` and the keys those of an app's Stack config file's project."""
         internal = self.internal_project()
         project = project_for_config_file(internal, path)
+        self.config_file = Path(path)
         self.internal = internal
         self.project_id = project.project_id
         self.publishable_client_key = project.publishable_client_key

@@ -22,7 +22,7 @@ from .log import Warn, get_logger
 from .machine import Machine, create_overlay
 from .ports import PortBlock, worker_index
 from .prepare import Prepared
-from .snapshot import SnapshotLoadError
+from .snapshot import Snapshot, SnapshotLoadError
 from .vm import cold_guest_ports, machine_config, owner_record, serial_tail
 
 log = get_logger(__name__)
@@ -36,6 +36,10 @@ class Instance:
     machine: Machine
     block: PortBlock
     prepared: Prepared
+    session: str
+    worker: str
+    # What reset() goes back to: the session's snapshot (None: a cold boot).
+    snapshot: Snapshot | None
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     stopped: bool = False
@@ -56,12 +60,40 @@ class Instance:
         try:
             self.machine.shutdown(powerdown_timeout=self.prepared.settings.shutdown_timeout)
         finally:
-            self.block.release()
-            _registry.discard(self)
-            if keep:
-                (self.vm_dir / "kept").write_text("a test on this worker failed\n")
-            else:
-                shutil.rmtree(self.vm_dir, ignore_errors=True)
+            self._release("a test on this worker failed" if keep else None)
+        return time.monotonic() - started
+
+    def _release(self, kept_because: str | None) -> None:
+        self.block.release()
+        _registry.discard(self)
+        if kept_because:
+            (self.vm_dir / "kept").write_text(kept_because + "\n")
+        else:
+            shutil.rmtree(self.vm_dir, ignore_errors=True)
+
+    def reset(self, warn: Warn | None = None) -> float:
+        """Put the stack back into the captured state: the VM is discarded (no power-down: its
+        state is thrown away) and a new one is resumed from the snapshot on the same ports. The
+        handle stays the same object; returns seconds."""
+        if self.stopped:
+            raise StackEmulatorError(f"the VM in {self.vm_dir} is stopped; it cannot be reset")
+        started = time.monotonic()
+        _registry.discard(self)
+        self.machine.kill()
+        _clear_run_files(self.vm_dir)
+        try:
+            fresh = _resume_or_boot(self.prepared, self.vm_dir, self.block, self.session, self.worker,
+                                    self.snapshot, warn or log.warning, handle=self.handle)  # fmt: skip
+        except BaseException:
+            self.stopped = True
+            self._release(f"resetting this VM failed at {time.strftime('%H:%M:%S')}")
+            raise
+        _registry.discard(fresh)
+        self.machine, self.timings, self.snapshot = fresh.machine, fresh.timings, fresh.snapshot
+        self.warnings.extend(fresh.warnings)
+        _registry.add(self)
+        if self.handle.config_file is not None:
+            self.handle.use_config_file(self.handle.config_file)
         return time.monotonic() - started
 
 
@@ -122,35 +154,57 @@ def start(
     vm_dir = home.run / f"{session}-{worker}"
     index = worker_index(worker) if worker_idx is None else worker_idx
     block = home.allocator(prepared.settings.base_port).allocate(index, note=str(vm_dir))
+    try:
+        shutil.rmtree(vm_dir, ignore_errors=True)
+        vm_dir.mkdir(parents=True)
+        return _resume_or_boot(prepared, vm_dir, block, session, worker, prepared.snapshot, warn)
+    except BaseException:
+        block.release()
+        shutil.rmtree(vm_dir, ignore_errors=True)
+        raise
+
+
+# The files a VM writes into its run directory; removed before another VM uses the directory.
+_RUN_FILES = ("disk.qcow2", "serial.log", "owner.json")
+
+
+def _clear_run_files(vm_dir: Path) -> None:
+    for name in _RUN_FILES:
+        (vm_dir / name).unlink(missing_ok=True)
+
+
+def _resume_or_boot(
+    prepared: Prepared,
+    vm_dir: Path,
+    block: PortBlock,
+    session: str,
+    worker: str,
+    snapshot: Snapshot | None,
+    warn: Warn,
+    handle: StackEmulator | None = None,
+) -> Instance:
+    """Resume ``snapshot`` in ``vm_dir``, or cold boot if there is none or it fails."""
     warnings: list[str] = []
 
     def record(message: str) -> None:
         warn(message)
         warnings.append(message)
 
-    try:
-        shutil.rmtree(vm_dir, ignore_errors=True)
-        vm_dir.mkdir(parents=True)
-        if prepared.snapshot is not None:
-            try:
-                inst = _boot(prepared, vm_dir, block, session, worker, resume=True, warn=record)
-                inst.warnings = warnings
-                return inst
-            except StackEmulatorError as exc:
-                message = f"snapshot resume failed in {vm_dir}, cold boot instead: {exc}"
-                if isinstance(exc, SnapshotLoadError):
-                    _discard_snapshot(prepared)
-                    message += f" (snapshot {prepared.key.id} discarded; the next session captures it again)"
-                record(message)
-                for name in ("disk.qcow2", "serial.log", "owner.json"):
-                    (vm_dir / name).unlink(missing_ok=True)
-        inst = _boot(prepared, vm_dir, block, session, worker, resume=False, warn=record)
-        inst.warnings = warnings
-        return inst
-    except BaseException:
-        block.release()
-        shutil.rmtree(vm_dir, ignore_errors=True)
-        raise
+    if snapshot is not None:
+        try:
+            inst = _boot(prepared, vm_dir, block, session, worker, snapshot, warn=record, handle=handle)
+            inst.warnings = warnings
+            return inst
+        except StackEmulatorError as exc:
+            message = f"snapshot resume failed in {vm_dir}, cold boot instead: {exc}"
+            if isinstance(exc, SnapshotLoadError):
+                _discard_snapshot(prepared)
+                message += f" (snapshot {prepared.key.id} discarded; the next session captures it again)"
+            record(message)
+            _clear_run_files(vm_dir)
+    inst = _boot(prepared, vm_dir, block, session, worker, None, warn=record, handle=handle)
+    inst.warnings = warnings
+    return inst
 
 
 def _discard_snapshot(prepared: Prepared) -> None:
@@ -170,20 +224,22 @@ def _boot(
     block: PortBlock,
     session: str,
     worker: str,
+    snapshot: Snapshot | None,
     *,
-    resume: bool,
     warn: Warn | None = None,
+    handle: StackEmulator | None = None,
 ) -> Instance:
+    """One VM in ``vm_dir``: resumed from ``snapshot``, or cold booted when it is None. An
+    existing ``handle`` (a reset) is updated in place."""
     global _placeholder_warned
     settings, image = prepared.settings, prepared.image
+    resume = snapshot is not None
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     disk = vm_dir / "disk.qcow2"
-    if resume:
-        snap = prepared.snapshot
-        assert snap is not None
-        create_overlay(disk, snap.disk)
-        guest_ports = dict(snap.guest_ports)
+    if snapshot is not None:
+        create_overlay(disk, snapshot.disk)
+        guest_ports = dict(snapshot.guest_ports)
     else:
         create_overlay(disk, image.disk)
         guest_ports = cold_guest_ports(image.manifest, block.ports)
@@ -192,25 +248,29 @@ def _boot(
     machine = Machine(cfg)
     timeout = settings.resume_timeout if resume else settings.boot_timeout
     timeout_option = "--stack-emulator-resume-timeout" if resume else "--stack-emulator-boot-timeout"
-    handle = StackEmulator(
-        ports=dict(block.ports),
-        project_id=image.manifest.project_id,
-        publishable_client_key=image.manifest.keys["publishable_client_key"],
-        secret_server_key=image.manifest.keys["secret_server_key"],
-        super_secret_admin_key=image.manifest.keys["super_secret_admin_key"],
-        vm_dir=vm_dir,
-        boot="resume" if resume else "cold",
-    )
-    inst = Instance(handle, machine, block, prepared, timings)
+    keys = image.manifest.keys
+    if handle is None:
+        handle = StackEmulator(
+            ports=dict(block.ports),
+            project_id=image.manifest.project_id,
+            publishable_client_key=keys["publishable_client_key"],
+            secret_server_key=keys["secret_server_key"],
+            super_secret_admin_key=keys["super_secret_admin_key"],
+            vm_dir=vm_dir,
+        )
+    handle.boot = "resume" if resume else "cold"
+    handle.set_project(image.manifest.project_id, keys)
+    inst = Instance(handle, machine, block, prepared, session, worker, snapshot, timings)
+    if handle.resetter is None:
+        handle.resetter = inst.reset
     _registry.add(inst)
     try:
         machine.launch()
         owner_record(vm_dir, machine, session, worker)
         timings["launch"] = time.monotonic() - t0
         qga = machine.qga(timeout=10)
-        if resume:
-            assert prepared.snapshot is not None
-            prepared.snapshot.restore(machine, timeout, qemu_version=prepared.host.version)
+        if snapshot is not None:
+            snapshot.restore(machine, timeout, qemu_version=prepared.host.version)
             timings["loaded"] = time.monotonic() - t0
             qga.sync(timeout)
             timings["qga"] = time.monotonic() - t0
@@ -232,10 +292,7 @@ def _boot(
             share_host_dir(machine)
             timings["shared"] = time.monotonic() - t0
         if settings.rotate:
-            keys = rotate_keys(machine, vm_dir)
-            handle.publishable_client_key = keys["publishable_client_key"]
-            handle.secret_server_key = keys["secret_server_key"]
-            handle.super_secret_admin_key = keys["super_secret_admin_key"]
+            handle.set_project(handle.project_id, rotate_keys(machine, vm_dir))
             timings["rotated"] = time.monotonic() - t0
         else:
             write_internal_pck(vm_dir, handle.publishable_client_key)
