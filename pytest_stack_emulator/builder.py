@@ -143,6 +143,11 @@ class BuildResult:
     seconds: float
 
 
+# Builds kept in the store: the newest, the previous one (a running session may use it), and
+# one more, so that switching between two branches does not rebuild every time.
+KEEP_BUILDS = 3
+
+
 class CompatImageBuilder:
     def __init__(
         self,
@@ -164,25 +169,36 @@ class CompatImageBuilder:
         """The build the ``compat-amd64`` pointer names (a real directory, never replaced)."""
         return self.target.resolve()
 
-    def cached(self) -> Manifest | None:
-        """The built image's manifest when its inputs hash matches the current inputs."""
-        path = self.directory / "manifest.json"
-        if not path.exists():
-            return None
-        with contextlib.suppress(Exception):
-            manifest = Manifest.load(path)
-            if manifest.inputs_hash == inputs_hash(self.source) and (self.directory / manifest.disk).exists():
-                return manifest
+    def cached(self) -> BuildResult | None:
+        """A kept build whose inputs hash matches the current inputs: the one the pointer names,
+        else another (a checkout on another branch built it), which the pointer then names."""
+        wanted = inputs_hash(self.source)
+        pointed = self.directory
+        builds = sorted(self.store_dir.glob(f"{self.target.name}-*"), key=lambda p: p != pointed)
+        for build in builds:
+            with contextlib.suppress(Exception):
+                manifest = Manifest.load(build / "manifest.json")
+                if manifest.inputs_hash == wanted and (build / manifest.disk).exists():
+                    if build != pointed:
+                        self._point_to(build)
+                    return BuildResult(manifest, build, False, 0.0)
         return None
+
+    def _point_to(self, build: Path) -> None:
+        pointer = self.store_dir / f".{self.target.name}.{os.getpid()}.link"
+        pointer.unlink(missing_ok=True)
+        pointer.symlink_to(build.name)
+        os.replace(pointer, self.target)
 
     def build(self, force: bool = False) -> BuildResult:
         """Build into a new directory named after the disk's digest, then switch the
         ``compat-amd64`` pointer to it. A build in use by a running VM or a snapshot is never
-        overwritten in place; older builds but the previous one are removed."""
+        overwritten in place; the newest :data:`KEEP_BUILDS` stay (another branch's inputs
+        reuse theirs), older ones are removed."""
         started = time.monotonic()
-        if not force and (manifest := self.cached()) is not None:
-            log.info("compat image is up to date: %s", self.directory)
-            return BuildResult(manifest, self.directory, False, 0.0)
+        if not force and (cached := self.cached()) is not None:
+            log.info("compat image is up to date: %s", cached.directory)
+            return cached
         check_host_tools()
         work = self.store_dir / f".build-{COMPAT_NAME}-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
@@ -211,12 +227,11 @@ class CompatImageBuilder:
         if final.exists():
             shutil.rmtree(final)
         work.rename(final)
-        pointer = self.store_dir / f".{self.target.name}.{os.getpid()}.link"
-        pointer.unlink(missing_ok=True)
-        pointer.symlink_to(final.name)
-        os.replace(pointer, self.target)
-        for old in self.store_dir.glob(f"{self.target.name}-*"):
-            if old.is_dir() and old not in (final, previous):
+        self._point_to(final)
+        builds = sorted((p for p in self.store_dir.glob(f"{self.target.name}-*") if p.is_dir() and p != final),
+                        key=lambda p: p.stat().st_mtime, reverse=True)  # fmt: skip
+        for old in builds[KEEP_BUILDS - 1 :]:
+            if old != previous:
                 shutil.rmtree(old, ignore_errors=True)
         return final
 

@@ -138,8 +138,8 @@ class ImageStore:
     ) -> BuildResult:
         """The compat image, built under the store's lock unless it is up to date."""
         builder = CompatImageBuilder(self.root, accel=accel, provision_timeout=provision_timeout)
-        if not force and (manifest := builder.cached()) is not None:
-            return BuildResult(manifest, builder.directory, False, 0.0)
+        if not force and (cached := builder.cached()) is not None:
+            return cached
         with locked(self._lock(COMPAT_NAME), "building the compat image"):
             return builder.build(force=force)
 

@@ -21,16 +21,38 @@ def fake_build(store: Path, digest: str) -> tuple[Path, Manifest]:
 def test_each_build_gets_its_own_directory_and_the_pointer_moves(tmp_path: Path) -> None:
     builder = CompatImageBuilder(tmp_path)
     finals = []
-    for digest in ("aa", "bb", "cc"):
+    for digest in ("aa", "bb", "cc", "dd"):
         work, manifest = fake_build(tmp_path, digest)
         finals.append(builder._install(work, manifest, Progress("t")))
         assert builder.target.is_symlink()
         assert builder.directory == finals[-1]
         assert (builder.target / "disk.qcow2").read_text() == digest
-    # The newest and the one before it stay (a running session may use it); older go.
+    # The newest three stay (a running session may use the previous one, another branch the
+    # one before); older go.
     assert not finals[0].exists()
-    assert finals[1].exists()
-    assert finals[2].exists()
+    assert all(final.exists() for final in finals[1:])
+
+
+def test_a_kept_build_of_the_same_inputs_is_reused_and_pointed_to(tmp_path: Path) -> None:
+    source = tmp_path / "cloud_init"
+    source.mkdir()
+    (source / "packages").write_text("a\n")
+    builder = CompatImageBuilder(tmp_path / "store", source=source)
+    finals = []
+    for digest, text in (("aa", "a\n"), ("bb", "b\n")):
+        (source / "packages").write_text(text)
+        work, manifest = fake_build(builder.store_dir, digest)
+        manifest = Manifest(**{**manifest.__dict__, "inputs_hash": inputs_hash(source)})
+        (work / "manifest.json").write_text(manifest.to_json())
+        finals.append(builder._install(work, manifest, Progress("t")))
+    # Back on the first branch's inputs: its build is found although the pointer names the other.
+    (source / "packages").write_text("a\n")
+    cached = builder.cached()
+    assert cached is not None
+    assert cached.directory == finals[0]
+    assert builder.directory == finals[0]
+    (source / "packages").write_text("c\n")
+    assert builder.cached() is None
 
 
 def test_a_legacy_directory_is_kept_under_a_new_name(tmp_path: Path) -> None:
