@@ -1,7 +1,8 @@
 """QEMU's argv: :class:`MachineConfig` holds everything that decides it, :func:`build_argv` builds it.
 
 Capture, resume and cold boot all use it, so their device layouts match (CONTRACT §3): the
-only difference is ``-incoming defer`` on resume.
+only difference is ``-incoming defer`` on resume. A template's capture VM keeps its RAM in a
+shared file, and its clones map that file privately and read-only (``memory``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class MachineConfig:
     cpu: str = "max"
     incoming: bool = False
     share_dir: Path | None = None
+    # Guest RAM in a file: written through (capture of a template) or mapped copy-on-write
+    # from a read-only file (its clones). None: anonymous RAM.
+    memory: Path | None = None
+    memory_shared: bool = False
     extra_args: list[str] = field(default_factory=list)
 
     @property
@@ -78,7 +83,7 @@ def build_argv(cfg: MachineConfig) -> list[str]:
     argv = [
         cfg.qemu,
         "-name", "stack-emulator,debug-threads=on",
-        "-machine", m.machine,
+        "-machine", m.machine if cfg.memory is None else f"{m.machine},memory-backend=ram0",
         "-accel", cfg.accel,
         "-cpu", cfg.cpu,
         "-m", str(m.ram_mb),
@@ -87,6 +92,10 @@ def build_argv(cfg: MachineConfig) -> list[str]:
         "-display", "none",
         "-vga", "none",
     ]  # fmt: skip
+    if cfg.memory is not None:
+        mode = "share=on" if cfg.memory_shared else "share=off,readonly=on,rom=off"
+        path = str(cfg.memory).replace(",", ",,")
+        argv += ["-object", f"memory-backend-file,id=ram0,size={m.ram_mb}M,mem-path={path},{mode}"]
     if m.boot.method == "kernel":
         assert m.boot.kernel is not None
         assert m.boot.initrd is not None

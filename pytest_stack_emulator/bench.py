@@ -1,15 +1,15 @@
-"""``stack-emulator bench``: cold boot, capture, resume (1..N workers at once), rotation,
-mapped-ram against a plain stream, teardown, memory and disk, measured side by side in one run.
+"""``stack-emulator bench``: cold boot, capture, resume (1..N workers at once) by every restore
+method QEMU has (template, mapped-ram, stream), rotation, teardown, memory and disk, measured
+side by side in one run.
 
 Absolute times on a shared machine are noisy; the ratios between figures taken in the same run
-(cold boot / resume, stream / mapped-ram) are the numbers to compare.
+(cold boot / resume, one restore method / another) are the numbers to compare.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import platform
@@ -21,13 +21,15 @@ import tempfile
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import emulator
 from .config import Settings, resolve
+from .errors import SnapshotError
 from .log import get_logger
-from .snapshot import STREAM
+from .snapshot import MAPPED_RAM, STREAM, TEMPLATE, choose_restore_method
 
 log = get_logger(__name__)
 
@@ -35,7 +37,9 @@ BENCH_BASE_PORT = 28700
 REQUIRED_KEYS = (
     "machine", "cold_boot_s", "capture_s", "resume_s", "resume_rotate_s", "restore_method",
     "resume_stream_s", "teardown_s", "memory_mb", "snapshot_bytes", "session_overhead_s",
+    "template", "restore_methods",
 )  # fmt: skip
+METHODS = (TEMPLATE, MAPPED_RAM, STREAM)
 
 
 def spread(samples: list[float]) -> dict[str, Any]:
@@ -48,13 +52,18 @@ def spread(samples: list[float]) -> dict[str, Any]:
 
 
 def memory_mb(pid: int) -> dict[str, float]:
-    """RSS and PSS of a process from /proc/<pid>/smaps_rollup, in MB."""
-    values: dict[str, float] = {}
+    """RSS, PSS and USS (pages no other process maps) of a process, from
+    /proc/<pid>/smaps_rollup, in MB."""
+    fields: dict[str, float] = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
         key, _, rest = line.partition(":")
-        if key in ("Rss", "Pss"):
-            values[key.lower()] = int(rest.split()[0]) / 1024
-    return values
+        if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty"):
+            fields[key] = int(rest.split()[0]) / 1024
+    return {
+        "rss": fields["Rss"],
+        "pss": fields["Pss"],
+        "uss": fields["Private_Clean"] + fields["Private_Dirty"],
+    }
 
 
 def machine_facts(prepared: emulator.Prepared) -> dict[str, Any]:
@@ -149,106 +158,140 @@ def session_overhead(home: Path, workers: int, base_port: int) -> float:
         return min(firsts) - launched
 
 
+def measure(prepared: emulator.Prepared, workers: tuple[int, ...], repeat: int) -> dict[str, Any]:
+    """Resume ``n`` VMs at once for each ``n`` in ``workers``, ``repeat`` times: wall time to all
+    healthy, memory per worker (medians), teardowns and each VM's phases."""
+    resume: dict[str, Any] = {}
+    memory: dict[str, Any] = {}
+    phases: dict[str, Any] = {}
+    teardowns: list[float] = []
+    for count in workers:
+        walls: list[float] = []
+        samples: dict[str, list[float]] = {"rss": [], "pss": [], "uss": []}
+        for _ in range(repeat):
+            log.info("bench: resume %d worker(s) at once (%s)", count, prepared.restore_method)
+            group = resume_group(prepared, count)
+            walls.append(group["wall"])
+            for mem in group["memory"]:
+                for name, values in samples.items():
+                    values.append(mem[name])
+            teardowns += group["teardown"]
+            phases[str(count)] = [{p: round(t, 3) for p, t in ph.items()} for ph in group["phases"]]
+        resume[str(count)] = spread(walls)
+        memory[str(count)] = {name: round(statistics.median(v), 1) for name, v in samples.items()}
+    return {"resume_s": resume, "memory_mb": memory, "phases": phases, "teardown": teardowns}
+
+
 def run(
     home: Path, repeat: int = 5, workers: tuple[int, ...] = (1, 2, 4), overhead: bool = True
 ) -> dict[str, Any]:
-    """Every measurement, in one run, on a home whose snapshots are captured afresh here."""
+    """Every measurement, in one run, on a home whose snapshots are captured afresh here: one
+    snapshot per restore method this QEMU has, each resumed the same way."""
     base = resolve({"image": "compat", "home": home, "base_port": BENCH_BASE_PORT}, {}, {})
     shutil.rmtree(home / "snapshots", ignore_errors=True)
-    mapped = emulator.prepare(base)
-    if mapped.snapshot is None:
-        raise RuntimeError(f"capture failed: {mapped.snapshot_state}")
-    stream_prep = emulator.prepare(dataclasses.replace(base, restore=STREAM))
-    if stream_prep.snapshot is None:
-        raise RuntimeError(f"stream capture failed: {stream_prep.snapshot_state}")
-    result: dict[str, Any] = {"machine": machine_facts(mapped)}
-    result["cold_boot_s"] = spread([mapped.snapshot.boot_seconds, stream_prep.snapshot.boot_seconds])
-    result["capture_s"] = round(mapped.snapshot.capture_seconds, 3)
-    result["capture_stream_s"] = round(stream_prep.snapshot.capture_seconds, 3)
-    result["restore_method"] = mapped.restore_method
-    result["snapshot_bytes"] = mapped.snapshot.sizes()
-    result["snapshot_stream_bytes"] = stream_prep.snapshot.sizes()
+    default = emulator.prepare(base)
+    if default.snapshot is None:
+        raise RuntimeError(f"capture failed: {default.snapshot_state}")
+    caps = set(default.host.capabilities)
+    preps: dict[str, emulator.Prepared] = {}
+    for method in METHODS:
+        try:
+            choose_restore_method(method, caps, default.host.version)
+        except SnapshotError:
+            log.info("bench: this QEMU has no %s restore; skipped", method)
+            continue
+        prep = (
+            default if method == default.restore_method else emulator.prepare(replace(base, restore=method))
+        )
+        if prep.snapshot is None:
+            raise RuntimeError(f"{method} capture failed: {prep.snapshot_state}")
+        preps[method] = prep
+    snaps = {m: p.snapshot for m, p in preps.items() if p.snapshot is not None}
+    assert default.snapshot is not None
+    result: dict[str, Any] = {"machine": machine_facts(default), "restore_method": default.restore_method}
+    result["cold_boot_s"] = spread([snap.boot_seconds for snap in snaps.values()])
+    result["capture_s"] = round(default.snapshot.capture_seconds, 3)
+    result["snapshot_bytes"] = default.snapshot.sizes()
 
-    resume: dict[str, Any] = {}
-    memory: dict[str, Any] = {}
-    teardowns: list[float] = []
-    phases: dict[str, Any] = {}
-    for count in workers:
-        walls, rss, pss = [], [], []
-        for _ in range(repeat):
-            log.info("bench: resume %d worker(s) at once", count)
-            group = resume_group(mapped, count)
-            walls.append(group["wall"])
-            rss += [m["rss"] for m in group["memory"]]
-            pss += [m["pss"] for m in group["memory"]]
-            teardowns += group["teardown"]
-            phases[str(count)] = group["phases"]
-        resume[str(count)] = spread(walls)
-        memory[str(count)] = {
-            "rss": round(statistics.median(rss), 1),
-            "pss": round(statistics.median(pss), 1),
-        }
-    result["resume_s"] = resume
-    result["resume_phases_s"] = {
-        k: [{p: round(t, 3) for p, t in ph.items()} for ph in v] for k, v in phases.items()
+    measured = {method: measure(prep, workers, repeat) for method, prep in preps.items()}
+    result["restore_methods"] = {
+        m: {"resume_s": r["resume_s"], "memory_mb": r["memory_mb"], "capture_s": round(snaps[m].capture_seconds, 3),
+            "snapshot_bytes": snaps[m].sizes()}
+        for m, r in measured.items()
+    }  # fmt: skip
+    mine = measured[default.restore_method]
+    result["resume_s"] = mine["resume_s"]
+    result["memory_mb"] = mine["memory_mb"]
+    result["resume_phases_s"] = mine["phases"]
+    result["teardown_s"] = spread(mine["teardown"])
+    # The same shape as the top-level keys; empty where this QEMU cannot template.
+    template = measured.get(TEMPLATE, {})
+    result["template"] = {
+        "resume_s": template.get("resume_s", {}),
+        "memory_mb": template.get("memory_mb", {}),
     }
-    result["memory_mb"] = memory
-    result["teardown_s"] = spread(teardowns)
 
-    rotated = dataclasses.replace(mapped, settings=dataclasses.replace(base, rotate=True))
+    rotated = replace(default, settings=replace(base, rotate=True))
     result["resume_rotate_s"] = spread([resume_group(rotated, 1)["wall"] for _ in range(repeat)])
-    result["resume_stream_s"] = spread([resume_group(stream_prep, 1)["wall"] for _ in range(repeat)])
+    one = str(workers[0])
+    result["resume_stream_s"] = measured[STREAM]["resume_s"][one]
     if overhead:
         result["session_overhead_s"] = {
             str(n): round(session_overhead(home, n, BENCH_BASE_PORT), 3) for n in (1, 4)
         }
     else:
         result["session_overhead_s"] = {}
-    r1 = resume[str(workers[0])]["median"]
-    result["ratios"] = {
+    r1 = mine["resume_s"][one]["median"]
+    ratios = {
         "cold_boot_over_resume": round(result["cold_boot_s"]["median"] / r1, 1),
-        "stream_over_mapped_ram": round(result["resume_stream_s"]["median"] / r1, 2),
         "rotate_over_plain": round(result["resume_rotate_s"]["median"] / r1, 2),
     }
+    for method, r in measured.items():
+        if method != default.restore_method:
+            ratios[f"{method}_over_{default.restore_method}"] = round(r["resume_s"][one]["median"] / r1, 2)
+    pair = "2" if "2" in mine["memory_mb"] else one
+    if TEMPLATE in measured and MAPPED_RAM in measured:
+        # A template's clones share clean RAM pages: compare what each worker holds alone.
+        ratios["template_uss_over_mapped_ram"] = round(
+            measured[TEMPLATE]["memory_mb"][pair]["uss"] / measured[MAPPED_RAM]["memory_mb"][pair]["uss"], 3
+        )
+    result["ratios"] = ratios
     return result
 
 
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
+    default = result["restore_method"]
     rows = [
         ("Cold boot to all healthy", f"{result['cold_boot_s']['median']:.1f} s"),
-        ("Capture (migration to file)", f"{result['capture_s']:.2f} s"),
+        (f"Capture (migration to file, {default})", f"{result['capture_s']:.2f} s"),
     ]
-    for n, s in result["resume_s"].items():
-        rows.append((f"Resume, {n} worker(s) at once, to all healthy",
-                     f"{s['median']:.2f} s (min {s['min']:.2f}, max {s['max']:.2f}, n={s['n']})"))  # fmt: skip
+    for method, r in result["restore_methods"].items():
+        for n, s in r["resume_s"].items():
+            mem = r["memory_mb"][n]
+            rows.append((f"Resume ({method}{', default' if method == default else ''}), {n} worker(s) at once",
+                         f"{s['median']:.2f} s (min {s['min']:.2f}, max {s['max']:.2f}, n={s['n']}); per worker "
+                         f"USS {mem['uss']:.0f} MB, PSS {mem['pss']:.0f} MB, RSS {mem['rss']:.0f} MB"))  # fmt: skip
     rows += [
         ("Resume with key rotation", f"{result['resume_rotate_s']['median']:.2f} s"),
-        (
-            f"Resume from a plain stream (vs {result['restore_method']})",
-            f"{result['resume_stream_s']['median']:.2f} s",
-        ),
         (
             "Teardown per worker",
             f"{result['teardown_s']['median']:.2f} s (max {result['teardown_s']['max']:.2f})",
         ),
     ]
-    for n, mem in result["memory_mb"].items():
-        rows.append((f"Memory per worker, {n} at once", f"RSS {mem['rss']:.0f} MB, PSS {mem['pss']:.0f} MB"))
-    sb = result["snapshot_bytes"]
-    rows.append(
-        (
-            "Snapshot on disk (RAM + disk layer)",
-            f"{sb['logical'] / 1e6:.0f} MB logical, {sb['allocated'] / 1e6:.0f} MB allocated",
-        )
-    )
+    for method, r in result["restore_methods"].items():
+        sb = r["snapshot_bytes"]
+        rows.append((f"Snapshot on disk ({method}: state, RAM, disk layer)",
+                     f"{sb['logical'] / 1e6:.0f} MB logical, {sb['allocated'] / 1e6:.0f} MB allocated"))  # fmt: skip
     for n, s in result["session_overhead_s"].items():
         rows.append((f"pytest start to first test, -n {n}", f"{s:.2f} s"))
     ratios = result["ratios"]
-    rows += [
-        ("Cold boot / resume (1 worker)", f"{ratios['cold_boot_over_resume']:.0f}x"),
-        ("Stream / mapped-ram resume", f"{ratios['stream_over_mapped_ram']:.2f}x"),
-    ]
+    rows.append(("Cold boot / resume (1 worker)", f"{ratios['cold_boot_over_resume']:.0f}x"))
+    rows += [(f"Resume {name.replace('_over_', ' / ')} (1 worker)", f"{value:.2f}x")
+             for name, value in ratios.items() if name.endswith(f"_over_{default}")]  # fmt: skip
+    if "template_uss_over_mapped_ram" in ratios:
+        rows.append(("Private memory per worker, template / mapped-ram (2 at once)",
+                     f"{ratios['template_uss_over_mapped_ram']:.1%}"))  # fmt: skip
     lines = [
         f"Machine: {m['cores']} cores, {m['cpu']}, accelerator {m['accelerator']}, QEMU {m['qemu_version']}, "
         f"guest {m['guest_ram_mb']} MiB / {m['guest_vcpus']} vCPU, {m['date']}",
@@ -269,18 +312,21 @@ def chart(result: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    counts = list(result["resume_s"])
-    med = [result["resume_s"][c]["median"] for c in counts]
-    lo = [m - result["resume_s"][c]["min"] for c, m in zip(counts, med, strict=True)]
-    hi = [result["resume_s"][c]["max"] - m for c, m in zip(counts, med, strict=True)]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    labels = [f"resume x{c}" for c in counts] + ["cold boot"]
-    values = [*med, result["cold_boot_s"]["median"]]
-    bars = ax.bar(labels, values, color=["#4c72b0"] * len(counts) + ["#c44e52"])
-    ax.errorbar(
-        [i + 0.25 for i in range(len(counts))], med, yerr=[lo, hi], fmt="none", ecolor="black", capsize=3
-    )
-    ax.bar_label(bars, labels=[f"{v:.2f} s" for v in values], padding=12)
+    labels: list[str] = []
+    values: list[float] = []
+    colors: list[str] = []
+    palette = {TEMPLATE: "#55a868", MAPPED_RAM: "#4c72b0", STREAM: "#8172b2"}
+    for method, r in result["restore_methods"].items():
+        for count, s in r["resume_s"].items():
+            labels.append(f"{method}\nx{count}")
+            values.append(s["median"])
+            colors.append(palette.get(method, "#4c72b0"))
+    labels.append("cold\nboot")
+    values.append(result["cold_boot_s"]["median"])
+    colors.append("#c44e52")
+    fig, ax = plt.subplots(figsize=(max(7, len(labels) * 0.8), 4))
+    bars = ax.bar(labels, values, color=colors)
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("seconds to all services healthy (log)")
     m = result["machine"]

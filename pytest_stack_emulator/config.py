@@ -137,7 +137,7 @@ SPECS: tuple[Spec, ...] = (
          None, _project_config, env="STACK_EMULATOR_PROJECT_CONFIG", metavar="FILE", cli_name="--config-file"),
     Spec("accel", f"Accelerator: {', '.join(ACCELERATORS)} (default: auto)", "auto",
          _choice(ACCELERATORS), env="STACK_EMULATOR_ACCEL", metavar="NAME"),
-    Spec("restore", f"Snapshot restore: {', '.join(RESTORE_METHODS)} (default: auto, mapped-ram when QEMU has it)",
+    Spec("restore", f"Snapshot restore: {', '.join(RESTORE_METHODS)} (default: auto: template where QEMU can, else mapped-ram, else stream)",
          "auto", _choice(RESTORE_METHODS), env="STACK_EMULATOR_RESTORE", metavar="METHOD"),
     Spec("boot_timeout", "Seconds a cold boot may take to become healthy (default: 300)",
          300.0, _seconds, env="EMULATOR_READY_TIMEOUT", metavar="SECONDS"),

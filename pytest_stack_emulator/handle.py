@@ -6,7 +6,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -15,6 +15,14 @@ from .mailbox import Mailbox
 from .projects import Project, create_project, project_for_config_file
 
 ACCESS_TYPES = ("client", "server", "admin")
+
+
+class Control(Protocol):
+    """What the core that started a stack lets its handle do to the VM (lifecycle.Instance)."""
+
+    def reset(self) -> float: ...
+
+    def checkpoint(self, name: str, seed: Callable[[StackEmulator], Any]) -> Any: ...
 
 
 @dataclass
@@ -33,8 +41,8 @@ class StackEmulator:
     internal: Project | None = field(default=None, repr=False)
     # The app config file whose project this handle uses (use_config_file), kept across reset().
     config_file: Path | None = None
-    # Puts the VM back into the captured state; set by the core that started it.
-    resetter: Callable[[], float] | None = field(default=None, repr=False, compare=False)
+    # Resets and checkpoints the VM; set by the core that started it.
+    control: Control | None = field(default=None, repr=False, compare=False)
 
     def url(self, service: str) -> str:
         return f"http://{self.host}:{self.ports[service]}"
@@ -109,9 +117,19 @@ class StackEmulator:
         """Put the stack back into the state it was captured in (or last checkpointed in):
         every user, team, project and mail made since is gone. The URLs, ports and handle stay;
         the keys are the snapshot's again (fresh ones with rotation). Returns seconds."""
-        if self.resetter is None:
-            raise RuntimeError("this handle was not started by stack-emulator; it cannot be reset")
-        return self.resetter()
+        return self._control().reset()
+
+    def checkpoint(self, name: str, seed: Callable[[StackEmulator], Any]) -> Any:
+        """Put the stack into the state ``seed(stack)`` makes from the captured state, captured
+        once as a checkpoint: every worker, and every later run, resumes it instead of seeding
+        again, until the seeding code or the base snapshot changes. reset() comes back to it.
+        Returns what ``seed`` returned (it must be JSON) when the checkpoint was captured."""
+        return self._control().checkpoint(name, seed)
+
+    def _control(self) -> Control:
+        if self.control is None:
+            raise RuntimeError("this handle was not started by stack-emulator; it has no VM to control")
+        return self.control
 
     def set_project(self, project_id: str, keys: Mapping[str, str]) -> None:
         """Use ``project_id`` with ``keys`` (``publishable_client_key``, ``secret_server_key``,

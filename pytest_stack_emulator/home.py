@@ -1,4 +1,4 @@
-"""The home directory layout (``~/.stack/emulator``): images, snapshots, run, locks."""
+"""The home directory layout (``~/.stack/emulator``): images, snapshots, checkpoints, run, locks."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ class Home:
         return self.root / "snapshots"
 
     @property
+    def checkpoints(self) -> Path:
+        """Snapshots derived from a snapshot by a user's seeding code (checkpoint.py)."""
+        return self.root / "checkpoints"
+
+    @property
     def run(self) -> Path:
         return self.root / "run"
 
@@ -35,6 +40,9 @@ class Home:
 
     def snapshot_store(self) -> SnapshotStore:
         return SnapshotStore(self.snapshots)
+
+    def checkpoint_store(self) -> SnapshotStore:
+        return SnapshotStore(self.checkpoints)
 
     def allocator(self, base_port: int) -> PortAllocator:
         return PortAllocator(self.root, base=base_port)

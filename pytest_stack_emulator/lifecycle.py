@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import threading
 import time
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from . import checkpoint
+from .checkpoint import Seed
 from .errors import StackEmulatorError
 from .guest import rotate_keys, set_cold_boot_clock, share_host_dir, write_internal_pck
 from .handle import StackEmulator
@@ -72,29 +76,43 @@ class Instance:
             shutil.rmtree(self.vm_dir, ignore_errors=True)
 
     def reset(self, warn: Warn | None = None) -> float:
-        """Put the stack back into the captured state: the VM is discarded (no power-down: its
-        state is thrown away) and a new one is resumed from the snapshot on the same ports. The
-        handle stays the same object; returns seconds."""
+        """Put the stack back into the captured state (or the last checkpoint): the VM is
+        discarded (no power-down: its state is thrown away) and a new one is resumed from the
+        snapshot on the same ports. The handle stays the same object; returns seconds."""
+        started = time.monotonic()
+        self.relaunch(self.snapshot, warn or log.warning)
+        if self.handle.config_file is not None:
+            self.handle.use_config_file(self.handle.config_file)
+        return time.monotonic() - started
+
+    def checkpoint(self, name: str, seed: Seed, warn: Warn | None = None) -> Any:
+        """Resume the checkpoint ``name``, capturing it with ``seed`` first if needed."""
+        return checkpoint.take(self, name, seed, warn)
+
+    def relaunch(self, snapshot: Snapshot | None, warn: Warn, capture_memory: Path | None = None) -> None:
+        """Replace this VM by one resumed from ``snapshot`` (cold booted if None or if the
+        resume fails) in the same run directory, on the same ports, with the same handle.
+        ``capture_memory``: the new VM keeps its RAM in that shared file, to be captured as a
+        template; it must resume, no cold boot instead."""
         if self.stopped:
             raise StackEmulatorError(f"the VM in {self.vm_dir} is stopped; it cannot be reset")
-        started = time.monotonic()
         _registry.discard(self)
         self.machine.kill()
         _clear_run_files(self.vm_dir)
+        args = (self.prepared, self.vm_dir, self.block, self.session, self.worker, snapshot)
         try:
-            fresh = _resume_or_boot(self.prepared, self.vm_dir, self.block, self.session, self.worker,
-                                    self.snapshot, warn or log.warning, handle=self.handle)  # fmt: skip
+            if capture_memory is None:
+                fresh = _resume_or_boot(*args, warn, handle=self.handle)
+            else:
+                fresh = _boot(*args, warn=warn, handle=self.handle, capture_memory=capture_memory)
         except BaseException:
             self.stopped = True
-            self._release(f"resetting this VM failed at {time.strftime('%H:%M:%S')}")
+            self._release(f"relaunching this VM failed at {time.strftime('%H:%M:%S')}")
             raise
         _registry.discard(fresh)
         self.machine, self.timings, self.snapshot = fresh.machine, fresh.timings, fresh.snapshot
         self.warnings.extend(fresh.warnings)
         _registry.add(self)
-        if self.handle.config_file is not None:
-            self.handle.use_config_file(self.handle.config_file)
-        return time.monotonic() - started
 
 
 class _Registry:
@@ -138,6 +156,8 @@ def stop_all(instances: Iterable[Instance] | None = None, keep: bool = False) ->
 
 
 _placeholder_warned = False
+# Health checks that run while a resumed guest's clock is set (one per VM starting at once).
+_health_checks = ThreadPoolExecutor(thread_name_prefix="stack-emulator-health")
 
 
 def start(
@@ -228,9 +248,11 @@ def _boot(
     *,
     warn: Warn | None = None,
     handle: StackEmulator | None = None,
+    capture_memory: Path | None = None,
 ) -> Instance:
     """One VM in ``vm_dir``: resumed from ``snapshot``, or cold booted when it is None. An
-    existing ``handle`` (a reset) is updated in place."""
+    existing ``handle`` (a reset) is updated in place. With ``capture_memory`` the guest's RAM
+    lives in that shared file (a template's capture VM)."""
     global _placeholder_warned
     settings, image = prepared.settings, prepared.image
     resume = snapshot is not None
@@ -243,8 +265,10 @@ def _boot(
     else:
         create_overlay(disk, image.disk)
         guest_ports = cold_guest_ports(image.manifest, block.ports)
-    cfg = machine_config(image, prepared.host, vm_dir, disk, block.ports, guest_ports,
-                          incoming=resume, share=settings.share, vm_dir_host=vm_dir)  # fmt: skip
+    memory = capture_memory or (None if snapshot is None else snapshot.memory)
+    cfg = machine_config(image, prepared.host, vm_dir, disk, block.ports, guest_ports, incoming=resume,
+                          share=settings.share, vm_dir_host=vm_dir, memory=memory,
+                          memory_shared=capture_memory is not None)  # fmt: skip
     machine = Machine(cfg)
     timeout = settings.resume_timeout if resume else settings.boot_timeout
     timeout_option = "--stack-emulator-resume-timeout" if resume else "--stack-emulator-boot-timeout"
@@ -261,17 +285,24 @@ def _boot(
     handle.boot = "resume" if resume else "cold"
     handle.set_project(image.manifest.project_id, keys)
     inst = Instance(handle, machine, block, prepared, session, worker, snapshot, timings)
-    if handle.resetter is None:
-        handle.resetter = inst.reset
+    early: Future[float] | None = None
+    if handle.control is None:
+        handle.control = inst
     _registry.add(inst)
     try:
         machine.launch()
         owner_record(vm_dir, machine, session, worker)
         timings["launch"] = time.monotonic() - t0
         qga = machine.qga(timeout=10)
+        healthy = functools.partial(wait_healthy, image.manifest.services, block.ports, timeout, alive=machine.running,
+                                    what=f"services of the VM in {vm_dir}", timeout_option=timeout_option)  # fmt: skip
         if snapshot is not None:
             snapshot.restore(machine, timeout, qemu_version=prepared.host.version)
             timings["loaded"] = time.monotonic() - t0
+            if not settings.rotate:
+                # The services run as captured (rotation would restart them): check them while
+                # the guest agent sets the clock. A killed machine ends the check at once.
+                early = _health_checks.submit(healthy)
             qga.sync(timeout)
             timings["qga"] = time.monotonic() - t0
             # The guest's wall clock restarts at capture time: set it to the host's before
@@ -281,8 +312,7 @@ def _boot(
             log.debug("guest clock of %s was %+.3f s off the host's; now %+.3f s (%.0f ms)", vm_dir,
                       step.before, step.after, (timings["clock"] - timings["qga"]) * 1000)  # fmt: skip
         else:
-            wait_healthy(image.manifest.services, block.ports, timeout, alive=machine.running,
-                         what=f"services of the VM in {vm_dir}", timeout_option=timeout_option)  # fmt: skip
+            healthy()
             timings["booted"] = time.monotonic() - t0
             if settings.share or settings.rotate:
                 qga.sync(timeout)
@@ -302,8 +332,10 @@ def _boot(
                     "the snapshot's placeholder API keys are in effect (no rotation): do not "
                     "expose this stack beyond 127.0.0.1. Use --stack-emulator-rotate for fresh keys."
                 )
-        wait_healthy(image.manifest.services, block.ports, timeout, alive=machine.running,
-                     what=f"services of the VM in {vm_dir}", timeout_option=timeout_option)  # fmt: skip
+        if early is not None:
+            early.result()
+        else:
+            healthy()
         timings["healthy"] = time.monotonic() - t0
         return inst
     except BaseException as exc:

@@ -35,7 +35,7 @@ class Prepared:
 
     @property
     def restore_method(self) -> str:
-        """mapped-ram or stream, as chosen for this host: the snapshot key holds it."""
+        """template, mapped-ram or stream, as chosen for this host: the snapshot key holds it."""
         return self.key.restore_method
 
     def describe(self) -> list[str]:
@@ -72,14 +72,14 @@ def prepare(settings: Settings, capture: bool = True, warn: Warn | None = None) 
     reap(home)
     image = home.image_store().resolve(settings.image, accel=settings.accel)
     host = probe_host(image.manifest.arch, settings.accel)
-    method = choose_restore_method(settings.restore, set(host.capabilities))
+    method = choose_restore_method(settings.restore, set(host.capabilities), host.version)
     key = snapshot_key(image, host, method)
     store = home.snapshot_store()
     snapshot: Snapshot | None = None
     if settings.cold:
         state = "off (cold boot requested)"
     elif (snapshot := store.load(key)) is not None:
-        state = f"reused {key.id} (captured in {snapshot.capture_seconds:.1f} s)"
+        state = f"reused {key.id} (captured in {snapshot.capture_seconds:.2f} s)"
     elif not capture:
         state = f"none yet for key {key.id}"
     else:
@@ -90,7 +90,7 @@ def prepare(settings: Settings, capture: bool = True, warn: Warn | None = None) 
             else:
                 try:
                     snapshot = capture_snapshot(home, image, host, key, settings)
-                    state = f"captured {key.id} in {snapshot.capture_seconds:.1f} s"
+                    state = f"captured {key.id} in {snapshot.capture_seconds:.2f} s"
                     store.prune(key, home.locks)
                 except StackEmulatorError as exc:
                     warn(f"snapshot capture failed, every VM will boot cold: {exc}")
@@ -114,8 +114,9 @@ def capture_snapshot(
             disk = staging / "disk.qcow2"
             create_overlay(disk, image.disk)
             guest_ports = cold_guest_ports(image.manifest, block.ports)
-            cfg = machine_config(image, host, vm_dir, disk, block.ports, guest_ports,
-                                  incoming=False, share=None, vm_dir_host=None)  # fmt: skip
+            memory = None if key.memory_file is None else staging / key.memory_file
+            cfg = machine_config(image, host, vm_dir, disk, block.ports, guest_ports, incoming=False,
+                                  share=None, vm_dir_host=None, memory=memory, memory_shared=True)  # fmt: skip
             machine = Machine(cfg)
             progress.step(f"cold boot ({host.accel.name}) on ports {block.first}-{block.first + 4}; "
                           f"serial log {cfg.serial_log}")  # fmt: skip
@@ -128,8 +129,8 @@ def capture_snapshot(
             )  # fmt: skip
             boot = time.monotonic() - launched
             progress.step(f"all services healthy after {boot:.1f} s; QMP capture ({key.restore_method})")
-            ram = staging / key.ram_file
-            took = migrate_to_file(machine, ram, key.restore_method, timeout=300, qemu_version=host.version)
+            state = staging / key.migration_file
+            took = migrate_to_file(machine, state, key.restore_method, timeout=300, qemu_version=host.version)
             machine.kill()
             snap = store.commit(staging, key, guest_ports, took, boot, image_disk=image.disk)
             sizes = snap.sizes()

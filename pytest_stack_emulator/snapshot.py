@@ -4,7 +4,13 @@ A snapshot is a directory ``<home>/snapshots/<id>/`` holding
 
 - ``disk.qcow2``: the capture VM's overlay, kept read-only as the backing file of every
   worker's overlay, so RAM and disk agree (§5.1);
-- ``ram.raw`` (mapped-ram, seekable) or ``ram.stream`` (plain migration stream);
+- the migration file, by restore method:
+  - ``template``: ``state.bin``, the device state alone, and ``memory.img``, the guest's RAM
+    as the capture VM left it in its file-backed memory. Every clone maps ``memory.img``
+    privately and read-only (copy on write), so clean pages are shared through the page
+    cache and a resume costs the same whatever the RAM size ("VM templating");
+  - ``mapped-ram``: ``ram.raw``, RAM and devices in a seekable file;
+  - ``stream``: ``ram.stream``, a plain migration stream;
 - ``meta.json``: the key and the guest ports, written last.
 
 The directory is assembled under a temporary name and renamed into place, so an interrupted
@@ -23,7 +29,7 @@ import shlex
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +43,12 @@ from .qmp import QMPConnection
 
 log = get_logger(__name__)
 
+TEMPLATE = "template"
 MAPPED_RAM = "mapped-ram"
 STREAM = "stream"
-RESTORE_METHODS = ("auto", MAPPED_RAM, STREAM)
+RESTORE_METHODS = ("auto", TEMPLATE, MAPPED_RAM, STREAM)
+# memory-backend-file's ``rom`` property, which a read-only private RAM file needs, is 8.2's.
+TEMPLATE_MIN_QEMU = (8, 2)
 
 
 @dataclass(frozen=True)
@@ -59,9 +68,15 @@ class SnapshotKey:
         return hashlib.sha256(blob).hexdigest()[:20]
 
     @property
-    def ram_file(self) -> str:
-        """The RAM file's name: mapped-ram needs a seekable file, a stream is plain."""
-        return "ram.raw" if self.restore_method == MAPPED_RAM else "ram.stream"
+    def migration_file(self) -> str:
+        """The migration file's name: device state alone (template), RAM and devices in a
+        seekable file (mapped-ram), or a plain stream."""
+        return {TEMPLATE: "state.bin", MAPPED_RAM: "ram.raw"}.get(self.restore_method, "ram.stream")
+
+    @property
+    def memory_file(self) -> str | None:
+        """The guest RAM file every clone maps (template only)."""
+        return "memory.img" if self.restore_method == TEMPLATE else None
 
     def lock(self, locks: Path) -> Path:
         """The file lock held while this snapshot is captured, discarded or pruned."""
@@ -79,6 +94,8 @@ class Snapshot:
     guest_ports: dict[str, int]
     capture_seconds: float
     boot_seconds: float = 0.0
+    # What the capture recorded beside the state (a checkpoint's name and seed's result).
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def disk(self) -> Path:
@@ -86,33 +103,52 @@ class Snapshot:
 
     @property
     def method(self) -> str:
-        """How the RAM was written and is restored: mapped-ram or stream."""
+        """How the state was written and is restored: template, mapped-ram or stream."""
         return self.key.restore_method
 
     @property
-    def ram(self) -> Path:
-        return self.directory / self.key.ram_file
+    def migration(self) -> Path:
+        return self.directory / self.key.migration_file
+
+    @property
+    def memory(self) -> Path | None:
+        """The guest RAM file a clone maps read-only (template), else None."""
+        name = self.key.memory_file
+        return None if name is None else self.directory / name
+
+    @property
+    def files(self) -> list[Path]:
+        return [p for p in (self.migration, self.memory, self.disk) if p is not None]
 
     def restore(self, machine: Machine, timeout: float, qemu_version: str = "") -> float:
-        """Load this snapshot into ``machine`` (started with ``-incoming defer``) and run it."""
-        return migrate_from_file(machine, self.ram, self.method, timeout, qemu_version=qemu_version)
+        """Load this snapshot into ``machine`` (started with ``-incoming defer``, and with
+        :attr:`memory` as its RAM for a template) and run it."""
+        return migrate_from_file(machine, self.migration, self.method, timeout, qemu_version=qemu_version)
 
     def sizes(self) -> dict[str, int]:
-        """Logical and allocated bytes of the RAM file and the disk layer together."""
+        """Logical and allocated bytes of the snapshot's files together."""
         logical = allocated = 0
-        for path in (self.ram, self.disk):
+        for path in self.files:
             st = path.stat()
             logical += st.st_size
             allocated += st.st_blocks * 512
         return {"logical": logical, "allocated": allocated}
 
 
-def choose_restore_method(requested: str, capabilities: set[str]) -> str:
-    """mapped-ram + multifd when QEMU has both, a plain stream otherwise (§5.4)."""
+def choose_restore_method(requested: str, capabilities: set[str], qemu_version: str = "") -> str:
+    """Templating where QEMU can (x-ignore-shared, and 8.2's read-only RAM files), else
+    mapped-ram + multifd, else a plain stream (§5.4). ``bench`` measures all three."""
     # ``requested`` is one of RESTORE_METHODS: config checked it.
+    has_template = "x-ignore-shared" in capabilities and _version(qemu_version) >= TEMPLATE_MIN_QEMU
     has_mapped_ram = {"mapped-ram", "multifd"} <= capabilities
     if requested == "auto":
-        return MAPPED_RAM if has_mapped_ram else STREAM
+        return TEMPLATE if has_template else MAPPED_RAM if has_mapped_ram else STREAM
+    if requested == TEMPLATE and not has_template:
+        raise SnapshotError(
+            f"this QEMU ({qemu_version or 'unknown version'}) cannot restore a template: it needs the "
+            "x-ignore-shared migration capability and QEMU 8.2 or newer; use "
+            "--stack-emulator-restore mapped-ram or stream"
+        )
     if requested == MAPPED_RAM and not has_mapped_ram:
         raise SnapshotError(
             "this QEMU has no mapped-ram/multifd migration capability; use QEMU 9.0 or newer, "
@@ -162,10 +198,13 @@ class SnapshotStore:
             dict(meta["guest_ports"]),
             float(meta.get("capture_seconds", 0)),
             float(meta.get("boot_seconds", 0)),
+            dict(meta.get("extra") or {}),
         )
-        if not snap.disk.exists() or not snap.ram.exists():
+        if not all(path.exists() for path in snap.files):
             return None
-        if snap.ram.stat().st_size != meta.get("ram_bytes"):
+        if snap.migration.stat().st_size != meta.get("ram_bytes"):
+            return None
+        if snap.memory is not None and snap.memory.stat().st_size != key.ram_mb << 20:
             return None
         return snap
 
@@ -182,9 +221,13 @@ class SnapshotStore:
         seconds: float,
         boot_seconds: float = 0.0,
         image_disk: Path | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> Snapshot:
-        ram = staging / key.ram_file
+        ram = staging / key.migration_file
         os.chmod(staging / "disk.qcow2", 0o444)
+        if key.memory_file is not None:
+            # Clones map it privately: it must never change while one runs.
+            os.chmod(staging / key.memory_file, 0o444)
         meta = {
             "key": asdict(key),
             "guest_ports": dict(guest_ports),
@@ -193,6 +236,7 @@ class SnapshotStore:
             "image_disk": str(image_disk) if image_disk else None,
             "ram_bytes": ram.stat().st_size,
             "created": time.time(),
+            "extra": dict(extra or {}),
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         target = self.path(key)
@@ -239,7 +283,10 @@ class SnapshotStore:
 
 
 def _set_caps(q: QMPConnection, method: str, channels: int) -> None:
-    if method == MAPPED_RAM:
+    if method == TEMPLATE:
+        # RAM in a shared file is left out of the stream (capture) and mapped, not loaded (resume).
+        q.execute("migrate-set-capabilities", capabilities=[{"capability": "x-ignore-shared", "state": True}])
+    elif method == MAPPED_RAM:
         q.execute(
             "migrate-set-capabilities",
             capabilities=[

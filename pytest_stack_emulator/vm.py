@@ -45,6 +45,8 @@ def machine_config(
     incoming: bool,
     share: Path | None,
     vm_dir_host: Path | None,
+    memory: Path | None = None,
+    memory_shared: bool = False,
 ) -> MachineConfig:
     runtime_iso = vm_dir / "runtime-config.iso"
     write_runtime_iso(runtime_iso, runtime_env(host_ports, vm_dir_host), base_env())
@@ -66,6 +68,8 @@ def machine_config(
         bundle=bundle,
         incoming=incoming,
         share_dir=share,
+        memory=memory,
+        memory_shared=memory_shared,
     )
 
 

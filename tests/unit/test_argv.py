@@ -79,3 +79,26 @@ def test_long_run_dirs_get_short_socket_paths(tmp_path: Path) -> None:
     cfg = config(tmp_path, COMPAT, vm_dir=deep)
     assert len(str(cfg.qmp_socket)) < 108
     assert cfg.serial_log == deep / "serial.log"
+
+
+def test_template_capture_writes_ram_through_a_shared_file(tmp_path: Path) -> None:
+    argv = build_argv(config(tmp_path, COMPAT, memory=tmp_path / "memory.img", memory_shared=True))
+    assert opt(argv, "-machine") == ["q35,memory-backend=ram0"]
+    assert opt(argv, "-object") == [
+        f"memory-backend-file,id=ram0,size=1024M,mem-path={tmp_path / 'memory.img'},share=on"
+    ]
+    assert opt(argv, "-m") == ["1024"]
+
+
+def test_template_clones_map_the_ram_file_read_only_and_copy_on_write(tmp_path: Path) -> None:
+    memory = tmp_path / "a,b" / "memory.img"
+    argv = build_argv(config(tmp_path, COMPAT, memory=memory, incoming=True))
+    assert opt(argv, "-object") == [
+        f"memory-backend-file,id=ram0,size=1024M,mem-path={tmp_path / 'a,,b' / 'memory.img'},"
+        "share=off,readonly=on,rom=off"
+    ]
+    assert "-incoming" in argv
+    # Anonymous RAM (mapped-ram, stream, cold boot) names no backend.
+    plain = build_argv(config(tmp_path, COMPAT))
+    assert opt(plain, "-object") == []
+    assert opt(plain, "-machine") == ["q35"]

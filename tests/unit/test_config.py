@@ -44,7 +44,7 @@ def test_enable_and_cold_from_env_and_ini() -> None:
         ({"base_port": "80"}, {}, "--stack-emulator-base-port: port 80 is out of range"),
         ({}, {"STACK_EMULATOR": "maybe"}, "env STACK_EMULATOR: 'maybe' is not a yes/no value"),
         ({"boot_timeout": "-1"}, {}, "cannot be negative"),
-        ({"restore": "rsync"}, {}, "auto, mapped-ram, stream"),
+        ({"restore": "rsync"}, {}, "auto, template, mapped-ram, stream"),
     ],
 )
 def test_bad_values_name_the_setting_and_the_choices(

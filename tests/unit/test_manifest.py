@@ -4,7 +4,7 @@ import pytest
 
 from pytest_stack_emulator.errors import ImageError, SnapshotError
 from pytest_stack_emulator.manifest import PLACEHOLDER_KEYS, Manifest, upstream_manifest
-from pytest_stack_emulator.snapshot import MAPPED_RAM, STREAM, choose_restore_method
+from pytest_stack_emulator.snapshot import MAPPED_RAM, STREAM, TEMPLATE, choose_restore_method
 
 
 def test_upstream_manifest_restates_the_contract() -> None:
@@ -37,3 +37,17 @@ def test_restore_method_follows_capabilities() -> None:
     assert choose_restore_method("stream", {"mapped-ram", "multifd"}) == STREAM
     with pytest.raises(SnapshotError, match="no mapped-ram"):
         choose_restore_method("mapped-ram", {"multifd"})
+
+
+def test_templating_is_the_default_where_qemu_can_map_a_read_only_ram_file() -> None:
+    caps = {"mapped-ram", "multifd", "x-ignore-shared"}
+    assert choose_restore_method("auto", caps, "10.0.2") == TEMPLATE
+    assert choose_restore_method("auto", caps, "8.2.0") == TEMPLATE
+    # Before 8.2 memory-backend-file has no ``rom`` property: mapped-ram, then a stream.
+    assert choose_restore_method("auto", caps, "8.1.5") == MAPPED_RAM
+    assert choose_restore_method("auto", {"x-ignore-shared"}, "7.2.0") == STREAM
+    assert choose_restore_method("mapped-ram", caps, "10.0.2") == MAPPED_RAM
+    with pytest.raises(
+        SnapshotError, match=r"\(7\.2\.0\) cannot restore a template.*restore mapped-ram or stream"
+    ):
+        choose_restore_method("template", {"x-ignore-shared"}, "7.2.0")

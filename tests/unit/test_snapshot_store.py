@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 from pytest_stack_emulator.snapshot import SnapshotKey, SnapshotStore, migration_uri
@@ -38,7 +39,7 @@ def test_unfinished_capture_is_not_a_snapshot(tmp_path: Path) -> None:
 def test_truncated_ram_file_is_not_loaded(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path)
     snap = store.commit(staged(store), KEY, {}, 1.0)
-    snap.ram.write_bytes(b"short")
+    snap.migration.write_bytes(b"short")
     assert store.load(KEY) is None
 
 
@@ -106,3 +107,35 @@ def test_stream_uses_exec_cat_before_qemu_8_2() -> None:
         migration_uri(path, "stream", incoming=False, qemu_version="8.1.5")
         == "exec:cat > '/snap dir/ram.stream'"
     )
+
+
+TEMPLATE_KEY = dataclasses.replace(KEY, restore_method="template")
+
+
+def staged_template(store: SnapshotStore, ram_bytes: int = 1024 << 20) -> Path:
+    staging = store.staging()
+    (staging / "disk.qcow2").write_bytes(b"disk")
+    (staging / "state.bin").write_bytes(b"s" * 4096)
+    with (staging / "memory.img").open("wb") as f:
+        f.truncate(ram_bytes)  # sparse, as the capture VM leaves it
+    return staging
+
+
+def test_a_template_keeps_its_ram_file_read_only_beside_the_device_state(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    snap = store.commit(staged_template(store), TEMPLATE_KEY, {}, 0.05)
+    assert snap.migration == snap.directory / "state.bin"
+    assert snap.memory == snap.directory / "memory.img"
+    assert snap.memory.stat().st_mode & 0o222 == 0
+    assert store.load(TEMPLATE_KEY) == snap
+    assert snap.sizes()["logical"] == (1024 << 20) + 4096 + 4
+
+
+def test_a_template_whose_ram_file_is_missing_or_short_is_not_loaded(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    snap = store.commit(staged_template(store), TEMPLATE_KEY, {}, 0.05)
+    assert snap.memory is not None
+    os.truncate(snap.memory, 512 << 20)
+    assert store.load(TEMPLATE_KEY) is None
+    snap.memory.unlink()
+    assert store.load(TEMPLATE_KEY) is None

@@ -50,7 +50,7 @@ def guest_date(inst: emulator.Instance) -> tuple[float, float, float]:
 
 def test_a_resumed_guest_has_the_hosts_clock_and_issues_fresh_tokens(prepared: emulator.Prepared) -> None:
     assert prepared.snapshot is not None
-    age = time.time() - prepared.snapshot.ram.stat().st_mtime
+    age = time.time() - prepared.snapshot.migration.stat().st_mtime
     if age < SNAPSHOT_AGE:
         time.sleep(SNAPSHOT_AGE - age)
     inst = emulator.start(prepared, worker="clock")
@@ -94,7 +94,7 @@ def test_a_clock_that_cannot_be_set_falls_back_to_a_cold_boot_that_only_warns(
         assert "exited with 1" in resume
         assert "discarded" not in resume
         assert prepared.snapshot is not None
-        assert prepared.snapshot.ram.exists()
+        assert prepared.snapshot.migration.exists()
         # After a cold boot the same failure only warns: the RTC set the clock, about right.
         assert "the guest's clock stays as the RTC set it" in cold
         assert "/bin/false -s" in cold

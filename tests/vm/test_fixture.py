@@ -64,7 +64,7 @@ def test_two_workers_one_capture_own_ports_isolated_data_nothing_left(
     # --dist each: every worker runs every test, so both workers surely start a VM.
     result, records = run_inner(pytester, home, "-n", "2", "--dist", "each")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["stack-emulator snapshot: captured *", "stack-emulator restore: mapped-ram"])
+    result.stdout.fnmatch_lines(["stack-emulator snapshot: captured *", "stack-emulator restore: template"])
     result.stdout.fnmatch_lines(["stack-emulator accelerator: *"])
     assert len(captures(home)) == 1
     assert sorted((r["worker"], r["n"]) for r in records) == [("gw0", 0), ("gw0", 1), ("gw1", 0), ("gw1", 1)]
@@ -139,7 +139,8 @@ def test_corrupt_ram_file_falls_back_to_cold_boot_with_a_warning(
     # A copy of the home, so that the shared snapshot stays good.
     copy = make_home(tmp_path / "home-copy")
     shutil.copytree(home / "snapshots", copy / "snapshots")
-    for ram in (copy / "snapshots").glob("*/ram.*"):
+    snapshots = copy / "snapshots"
+    for ram in [*snapshots.glob("*/ram.*"), *snapshots.glob("*/state.bin")]:
         os.chmod(ram, 0o644)
         with ram.open("r+b") as f:
             f.seek(0)
