@@ -159,7 +159,7 @@ class ImageStore:
     def present_or_pull(self, spec: PullSpec) -> Image:
         """The image ``spec`` names if the store has it (no network), else pulled."""
         disk = self.root / spec.disk_name()
-        if disk.exists() and not disk.with_name(disk.name + ".part").exists():
+        if disk.exists():
             return self.from_disk(disk)
         return self.pull(spec)
 
