@@ -60,7 +60,7 @@ def cmd_images(args: argparse.Namespace) -> int:
                 if "created" in s.meta
                 else ""
             )
-            state = "usable" if s.usable else f"unusable: {s.problem}"
+            state = f"unusable: {s.problem}" if not s.usable else "usable" if k else "in use"
             print(f"  {s.directory.name}: {what}{age}; {_size(s.sizes)}; {state}")
     if args.prune:
         removed = prune(home, snapshots)

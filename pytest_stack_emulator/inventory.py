@@ -1,8 +1,9 @@
 """What a home holds: its images and snapshots, their sizes, and which snapshots can still be used.
 
 Sizes come in two kinds: logical (what ``ls`` shows) and allocated (what the disk holds; RAM
-files and overlays are sparse). A snapshot is usable when an image in the store has its
-image digest and the installed QEMU has its version; ``prune`` removes the others, and
+files and overlays are sparse). A snapshot is usable when an image has its image digest (one
+in the store, or the file it was captured from, still unchanged) and the installed QEMU has
+its version; ``prune`` removes the others, and
 staging directories whose process is gone. Snapshot directories are read generically: every
 file in them counts, whatever the restore method wrote.
 """
@@ -137,6 +138,8 @@ def list_snapshots(home: Home, images: list[ImageEntry] | None = None) -> list[S
             continue
         problem = None
         digest = key.get("image_digest")
+        if digest not in arch_of and (arch := _image_outside(home, meta, str(digest))) is not None:
+            arch_of[str(digest)] = arch
         if digest not in arch_of:
             problem = f"no image in the store has digest {str(digest)[:12]}"
         elif qemu[arch_of[digest]] is None:
@@ -145,6 +148,19 @@ def list_snapshots(home: Home, images: list[ImageEntry] | None = None) -> list[S
             problem = f"captured with QEMU {key.get('qemu_version')}, installed {qemu[arch_of[digest]]}"
         entries.append(SnapshotEntry(directory, key, sizes(directory), problem, meta))
     return entries
+
+
+def _image_outside(home: Home, meta: dict[str, Any], digest: str) -> str | None:
+    """The arch of the image a snapshot names by path (one outside the store, given with
+    --image PATH), if that file is still there with the same digest."""
+    path = meta.get("image_disk")
+    if not path or not Path(path).is_file():
+        return None
+    with contextlib.suppress(ImageError, OSError):
+        image = home.image_store().from_disk(Path(path))
+        if image.digest == digest:
+            return image.manifest.arch
+    return None
 
 
 def _staging_problem(name: str) -> str | None:

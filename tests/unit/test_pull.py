@@ -94,21 +94,26 @@ def test_a_cut_off_download_resumes_where_it_stopped(fake: Fake, store: ImageSto
     assert fake.served == len(data)  # not one byte twice
 
 
-def test_an_interrupted_pull_keeps_its_part_and_the_next_pull_resumes(fake: Fake, store: ImageStore) -> None:
+@pytest.mark.parametrize("zst", [False, True])
+def test_an_interrupted_pull_keeps_its_part_and_the_next_pull_resumes(
+    fake: Fake, store: ImageStore, zst: bool
+) -> None:
     data = disk_bytes()
-    fake.release(REPO, TAG, {ASSET: data})
-    step = len(data) // 8
+    served = zstandard.ZstdCompressor(level=1).compress(data) if zst else data
+    name = ASSET + (".zst" if zst else "")
+    fake.release(REPO, TAG, {name: served})
+    step = len(served) // 8
     fake.cut_after = [step, step, step]
     with pytest.raises(ImageError, match=r"interrupted .*3 times.*kept in .*\.part: run the same pull again"):
         store.pull(PullSpec())
-    part = store.root / f"{ASSET}.part"
+    part = store.root / f"{name}.part"
     assert part.stat().st_size == 3 * step
     assert not (store.root / ASSET).exists()
     fake.served = 0
-    image = store.pull(PullSpec())
+    image = store.pull(PullSpec())  # a new call: the kept part is replayed, then the rest asked for
     assert image.disk.read_bytes() == data
     assert fake.downloads()[-1]["range"] == f"bytes={3 * step}-"
-    assert fake.served == len(data) - 3 * step
+    assert fake.served == len(served) - 3 * step
     assert not part.exists()
 
 
@@ -190,6 +195,10 @@ def test_a_zst_asset_is_decompressed_while_it_streams(fake: Fake, store: ImageSt
     fake.release(REPO, TAG, {ASSET + ".zst": packed, ASSET + ".zst.sha256": sha.encode()})
     fake.cut_after = [len(packed) // 2]
     image = store.pull(PullSpec())
+    assert [r["range"] for r in fake.downloads() if r["path"].endswith(".zst")] == [
+        None,
+        f"bytes={len(packed) // 2}-",
+    ]
     assert image.disk.name == ASSET
     assert image.disk.read_bytes() == data
     assert image.digest == hashlib.sha256(data).hexdigest()

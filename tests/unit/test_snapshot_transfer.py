@@ -19,6 +19,7 @@ from pytest_stack_emulator.cli import main
 from pytest_stack_emulator.config import Settings, resolve
 from pytest_stack_emulator.errors import SnapshotError
 from pytest_stack_emulator.home import Home
+from pytest_stack_emulator.inventory import list_snapshots, prune
 from pytest_stack_emulator.snapshot import SnapshotKey
 from pytest_stack_emulator.snapshot_archive import read_header
 from pytest_stack_emulator.snapshot_transfer import export_snapshot, import_snapshot, local_key
@@ -200,3 +201,18 @@ def test_cli_snapshot_export_and_import(
     assert main(["snapshot", "import", "--home", str(a.root), *common, str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(a.snapshots / key.id)
     assert a.snapshot_store().load(key) is not None
+
+
+def test_a_snapshot_of_an_image_outside_the_store_is_kept_while_that_file_is(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    outside = tmp_path / "elsewhere" / "stack-emulator-amd64.qcow2"
+    outside.parent.mkdir()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(outside), "8M"], check=True)
+    image, key = local_key(home, resolve({"image": str(outside), "home": home.root}, {}, {}))
+    capture_like(home, key, image.disk)
+    (entry,) = list_snapshots(home)
+    assert entry.usable, entry.problem
+    outside.unlink()
+    (entry,) = list_snapshots(home)
+    assert entry.problem == f"no image in the store has digest {key.image_digest[:12]}"
+    assert [p.name for p, _ in prune(home)] == [key.id]
