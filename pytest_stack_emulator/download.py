@@ -216,7 +216,11 @@ def fetch(
             progress.step(f"resuming {part.name} at byte {sink.done}")
         total, requests = _stream(client, f, sink, state, progress, target.name)
         if total is not None and sink.done != total:
-            raise ImageError(f"download of {f.url} has {sink.done} bytes, the server announced {total}")
+            sink.discard()
+            raise ImageError(
+                f"download of {f.url} has {sink.done} bytes, the server announced {total}; it was "
+                "removed. Pull again; if it happens again, the server is at fault."
+            )
         digest = sink.hash.hexdigest()
         if f.sha256 and digest != f.sha256.lower():
             sink.discard()
