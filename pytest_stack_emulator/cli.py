@@ -13,6 +13,7 @@ from pathlib import Path
 from . import emulator
 from .config import SPEC_BY_NAME, SPECS, Settings, resolve
 from .errors import StackEmulatorError
+from .log import console
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -42,17 +43,6 @@ def cmd_build_image(args: argparse.Namespace) -> int:
     )
     state = f"built in {result.seconds:.0f} s" if result.built else "up to date"
     print(f"{result.directory / result.manifest.disk} ({state})")
-    return 0
-
-
-def cmd_pull(args: argparse.Namespace) -> int:
-    from .images import upstream_url
-
-    settings = _settings(args)
-    home = emulator.Home(settings.home)
-    url = upstream_url(branch=args.branch) if args.url == "upstream" else args.url
-    image = home.image_store().pull(url, force=args.force)
-    print(image.disk)
     return 0
 
 
@@ -128,13 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_build_image)
 
-    p = sub.add_parser("pull", help="Download an image (upstream's release by default)")
-    _settings_options(p, ("home",))
-    p.add_argument("url", nargs="?", default="upstream", help="A .qcow2 URL, or `upstream`")
-    p.add_argument("--branch", default=None, help="Upstream release branch (default: dev)")
-    p.add_argument("--force", action="store_true", help="Download again even if present")
-    p.set_defaults(func=cmd_pull)
-
     p = sub.add_parser("capture", help="Get the image and capture its RAM snapshot")
     _settings_options(p)
     p.set_defaults(func=cmd_capture)
@@ -168,14 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="A small run: one repetition of each measurement",
     )
     p.set_defaults(func=cmd_bench)
+
+    from .cli_images import add_commands
+
+    add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr
-    )
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, handlers=[console(sys.stderr, level)])
     # httpx logs every request at INFO; health polling would drown the progress lines.
     logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:

@@ -1,35 +1,31 @@
 """The image store: ``$STACK_EMULATOR_HOME/images``.
 
 An image spec is ``auto`` (an image already in the store, else build the compat image),
-``compat`` (build it, or reuse it while its inputs are unchanged), ``upstream`` (pull upstream's
-GitHub release asset), a path to a ``.qcow2``, or an ``http(s)://`` URL. Getting an image
-happens under a file lock shared by every worker and session.
+``compat`` (build it, or reuse it while its inputs are unchanged), ``upstream`` (upstream's
+GitHub release asset, pulled by pull.py unless the store has it), a path to a ``.qcow2``, or an
+``http(s)://`` URL. Getting an image happens under a file lock shared by every worker and
+session.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
-import httpx
 from filelock import FileLock, Timeout
 
 from .builder import COMPAT_NAME, BuildResult, CompatImageBuilder, file_digest
 from .errors import ImageError
 from .log import Progress, get_logger
 from .manifest import Manifest, upstream_manifest
+from .pull import PullSpec, pull_into
 
 log = get_logger(__name__)
-
-UPSTREAM_REPO = "stack-auth/stack-auth"
-DEFAULT_BRANCH = "dev"
 
 
 @dataclass(frozen=True)
@@ -70,59 +66,6 @@ def locked(path: Path, what: str, timeout: float = 3600.0) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def upstream_url(arch: str = "amd64", branch: str | None = None) -> str:
-    base = os.environ.get(
-        "STACK_EMULATOR_RELEASE_BASE", f"https://github.com/{UPSTREAM_REPO}/releases/download"
-    )
-    branch = branch or os.environ.get("STACK_EMULATOR_BRANCH", DEFAULT_BRANCH)
-    return f"{base.rstrip('/')}/emulator-{branch}-latest/stack-emulator-{arch}.qcow2"
-
-
-def download(url: str, target: Path, on_progress: Callable[[str], None] | None = None) -> None:
-    """Stream ``url`` to ``target`` through a ``.part`` file, with progress. GITHUB_TOKEN is
-    sent as a bearer token to GitHub hosts."""
-    headers = {}
-    token = os.environ.get("GITHUB_TOKEN")
-    host = urlparse(url).hostname or ""
-    if token and (host == "github.com" or host.endswith(".github.com")):
-        headers["Authorization"] = f"Bearer {token}"
-    part = target.with_name(target.name + ".part")
-    started = time.monotonic()
-    try:
-        with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=60) as r:
-            if r.status_code != 200:
-                hint = (
-                    " Set GITHUB_TOKEN if the release is private or rate-limited." if "github" in host else ""
-                )
-                raise ImageError(f"download of {url} failed: HTTP {r.status_code}.{hint}")
-            total = int(r.headers.get("content-length") or 0)
-            done = 0
-            last = 0.0
-            with part.open("wb") as f:
-                for chunk in r.iter_bytes(1 << 20):
-                    f.write(chunk)
-                    done += len(chunk)
-                    now = time.monotonic()
-                    if on_progress and (now - last > 2 or (total and done == total)):
-                        last = now
-                        rate = done / max(now - started, 1e-6) / 1e6
-                        pct = (
-                            f"{100 * done / total:5.1f}% of {total / 1e6:.0f} MB"
-                            if total
-                            else f"{done / 1e6:.0f} MB"
-                        )
-                        on_progress(f"download {pct} at {rate:.1f} MB/s")
-            if total and done != total:
-                raise ImageError(f"download of {url} ended after {done} of {total} bytes; try again")
-        part.rename(target)
-    except httpx.HTTPError as exc:
-        raise ImageError(
-            f"download of {url} failed: {type(exc).__name__}: {exc}. Check the network and try again."
-        ) from None
-    finally:
-        part.unlink(missing_ok=True)
 
 
 class ImageStore:
@@ -206,18 +149,19 @@ class ImageStore:
             cache.write_text(json.dumps({"stamp": stamp, "sha256": digest}))
         return digest
 
-    def pull(self, url: str, force: bool = False) -> Image:
-        name = Path(urlparse(url).path).name or "image.qcow2"
-        if not name.endswith(".qcow2"):
-            raise ImageError(f"{url} does not name a .qcow2 file")
-        target = self.root / name
-        with locked(self._lock(name), f"downloading {url}"):
-            if force or not target.exists():
-                self.root.mkdir(parents=True, exist_ok=True)
-                with Progress("pull", log) as progress:
-                    progress.step(f"{url} -> {target}")
-                    download(url, target, progress.step)
-            return self.from_disk(target)
+    def pull(self, spec: PullSpec, force: bool = False) -> Image:
+        """Download ``spec`` (pull.py) under the image's lock. ``force`` downloads it again
+        even if the store has the same asset."""
+        name = spec.disk_name()
+        with locked(self._lock(name), f"pulling {name}"), Progress("pull", log) as progress:
+            return self.from_disk(pull_into(self.root, spec, force, progress))
+
+    def present_or_pull(self, spec: PullSpec) -> Image:
+        """The image ``spec`` names if the store has it (no network), else pulled."""
+        disk = self.root / spec.disk_name()
+        if disk.exists():
+            return self.from_disk(disk)
+        return self.pull(spec)
 
     def resolve(self, spec: str, accel: str = "auto") -> Image:
         if spec == "auto":
@@ -225,9 +169,9 @@ class ImageStore:
         if spec == COMPAT_NAME:
             return self.compat(accel=accel)
         if spec == "upstream":
-            return self.pull(upstream_url())
+            return self.present_or_pull(PullSpec())
         if spec.startswith(("http://", "https://")):
-            return self.pull(spec)
+            return self.present_or_pull(PullSpec(url=spec))
         path = Path(spec).expanduser()
         if path.suffix == ".json":
             return self.from_manifest(path, str(path))

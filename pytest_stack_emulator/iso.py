@@ -109,9 +109,13 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
-def write_runtime_iso(path: Path, runtime_env: Mapping[str, str], base_env: Mapping[str, str]) -> None:
+def write_runtime_iso(
+    path: Path, runtime_env: Mapping[str, str], base_env: Mapping[str, str] | bytes
+) -> None:
+    """The STACKCFG ISO; ``base_env`` as bytes is written as it is (an image's own file)."""
+    base = base_env if isinstance(base_env, bytes) else render_env(base_env)
     data = build_iso(
-        {"runtime.env": render_env(runtime_env), "base.env": render_env(base_env)},
+        {"runtime.env": render_env(runtime_env), "base.env": base},
         RUNTIME_LABEL,
         pad_to=RUNTIME_ISO_SIZE,
     )

@@ -13,7 +13,7 @@ import pytest
 from . import emulator
 from .config import SPECS, Settings, resolve
 from .errors import ConfigError, StackEmulatorError
-from .log import logger
+from .log import LineSink, logger
 
 pytest_plugins = ["pytest_stack_emulator.fixtures"]
 
@@ -104,17 +104,21 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput[ERROR_KEY] = str(state.prepare_error)
 
 
-class _TerminalHandler(logging.Handler):
-    def __init__(self, config: pytest.Config) -> None:
-        super().__init__(logging.INFO)
-        self.reporter = config.pluginmanager.get_plugin("terminalreporter")
+class _TerminalHandler(LineSink):
+    """Progress on pytest's terminal; a download's bar redraws one line on a terminal."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.write(f"stack-emulator: {record.getMessage()}")
+    def __init__(self, config: pytest.Config) -> None:
+        self.reporter = config.pluginmanager.get_plugin("terminalreporter")
+        tty = self.reporter is not None and getattr(self.reporter, "isatty", False)
+        super().__init__(self.write, self._rewrite if tty else None, prefix="stack-emulator: ")
 
     def write(self, line: str) -> None:
         if self.reporter is not None:
             self.reporter.write_line(line)
+
+    def _rewrite(self, line: str) -> None:
+        if self.reporter is not None:
+            self.reporter.rewrite(line, erase=True)
 
 
 def _prepare(config: pytest.Config, show: bool) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .contract import INTERNAL_PROJECT_ID, KEY_ENV_NAMES, PLACEHOLDER_KEYS, PORT_PREFIX
+from .errors import ImageError
 from .ports import DEFAULT_BASE_PORT, block_ports
 
 
@@ -23,8 +24,32 @@ def runtime_env(host_ports: Mapping[str, int] | None, vm_dir_host: Path | None) 
     }
 
 
+def base_env_file(disk: Path) -> Path:
+    """Where an image's own ``base.env`` is kept: beside its disk (``pull`` writes it)."""
+    return disk.with_name(disk.name + ".base.env")
+
+
+def image_base_env(manifest_name: str, disk: Path) -> Mapping[str, str] | bytes:
+    """``base.env`` for an image: the file kept beside its disk, as it is; else, for images
+    built here, :func:`base_env`. An upstream image without its file is an error: upstream's
+    backend reads its own variables from it, and no stand-in matches them."""
+    path = base_env_file(disk)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    if manifest_name == "upstream":
+        raise ImageError(
+            f"{disk} is an upstream image and {path} is missing: upstream's base environment (its "
+            "docker/local-emulator/.env.development) goes there. `stack-emulator pull --tag <tag>` "
+            "fetches the image with it; or write that tag's file to that path."
+        )
+    return base_env()
+
+
 def base_env() -> dict[str, str]:
-    """``base.env``: the backend's base environment. Internal services only; no real secrets."""
+    """``base.env`` of the images built here: the backend's base environment. Internal
+    services only; no real secrets."""
     return {
         "NEXT_PUBLIC_STACK_IS_LOCAL_EMULATOR": "true",
         "STACK_DATABASE_CONNECTION_STRING": "postgresql://stack:stack-emulator@127.0.0.1:5432/stackframe",

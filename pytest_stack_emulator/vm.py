@@ -14,7 +14,7 @@ from .log import get_logger
 from .machine import Machine, make_phantom
 from .manifest import Manifest
 from .procs import ProcessId
-from .runtime import base_env, runtime_env
+from .runtime import image_base_env, runtime_env
 
 log = get_logger(__name__)
 
@@ -49,7 +49,8 @@ def machine_config(
     memory_shared: bool = False,
 ) -> MachineConfig:
     runtime_iso = vm_dir / "runtime-config.iso"
-    write_runtime_iso(runtime_iso, runtime_env(host_ports, vm_dir_host), base_env())
+    base = image_base_env(prepared_image.manifest.name, prepared_image.disk)
+    write_runtime_iso(runtime_iso, runtime_env(host_ports, vm_dir_host), base)
     seed, bundle = vm_dir / "seed.phantom", vm_dir / "bundle.phantom"
     make_phantom(seed)
     make_phantom(bundle)
