@@ -62,7 +62,7 @@ def test_an_import_into_a_mismatched_key_is_refused(tmp_path: Path, compat_image
     # A snapshot of another image on a host with another CPU model.
     foreign = {**asdict(key), "image_digest": "0" * 64, "cpu": "host"}
     (snap / "meta.json").write_text(json.dumps({"key": foreign, "guest_ports": {}, "ram_bytes": 0}))
-    (snap / key.ram_file).write_bytes(b"")
+    (snap / key.migration_file).write_bytes(b"")
     out = tmp_path / "foreign.zst"
     export_snapshot(prepared.home, settings, out, snapshot_id=key.id)
     shutil.rmtree(snap)
