@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,8 @@ class PluginState:
     prepared: emulator.Prepared | None = None
     prepare_error: BaseException | None = None
     instance: emulator.Instance | None = None
+    # On an xdist worker: this worker's VM, started at session start (see _starts_early).
+    early: Future[tuple[emulator.Instance, list[str]]] | None = None
     failed: bool = False
     # On an xdist worker: what the controller's prepare() came to.
     controller_prepared: bool = False
@@ -154,9 +158,30 @@ def _controller(config: pytest.Config) -> bool:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under xdist the controller does not collect, so it prepares now, before the workers
-    start: they then find the image and the snapshot ready."""
-    if _controller(session.config) and session.config.pluginmanager.has_plugin("dsession"):
-        _prepare(session.config, show=False)
+    start: they then find the image and the snapshot ready. Each worker starts its VM now,
+    in the background: it resumes while the worker collects and waits for the others, and
+    the first test finds it running."""
+    config = session.config
+    if _controller(config) and config.pluginmanager.has_plugin("dsession"):
+        _prepare(config, show=False)
+    elif _starts_early(config):
+        state = state_of(config)
+        state.early = _early_starts.submit(_start, config, state.settings)
+
+
+# One VM per worker process, started while the worker collects.
+_early_starts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stack-emulator-start")
+
+
+def _starts_early(config: pytest.Config) -> bool:
+    """An xdist worker of a session whose controller prepared the image and snapshot."""
+    state = state_of(config)
+    return (
+        state.settings.enabled
+        and _workerinput(config) is not None
+        and state.controller_prepared
+        and not config.option.collectonly
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -222,14 +247,29 @@ def _warn(message: str) -> None:
     warnings.warn(StackEmulatorWarning(message), stacklevel=1)
 
 
-def start_instance(config: pytest.Config, settings: Settings) -> emulator.Instance:
-    """This worker's VM for the ``stack_emulator`` fixture; what went wrong but was recovered
-    from (a resume that fell back to a cold boot) becomes a StackEmulatorWarning."""
+def _start(config: pytest.Config, settings: Settings) -> tuple[emulator.Instance, list[str]]:
+    """This worker's VM, and what went wrong on the way but was recovered from."""
     state = state_of(config)
     prepared = state.prepared_for(settings)
     workerid = (_workerinput(config) or {}).get("workerid", "main")
     messages: list[str] = []
     instance = emulator.start(prepared, worker=workerid, session=state.session_id, warn=messages.append)
+    return instance, messages
+
+
+def start_instance(config: pytest.Config, settings: Settings) -> emulator.Instance:
+    """This worker's VM for the ``stack_emulator`` fixture (the one started early, if its
+    settings are the fixture's); what went wrong but was recovered from (a resume that fell
+    back to a cold boot) becomes a StackEmulatorWarning."""
+    state = state_of(config)
+    early, state.early = state.early, None
+    if early is not None:
+        instance, messages = early.result()
+        if settings != state.settings:  # conftest.py overrides stack_emulator_settings
+            instance.stop()
+            instance, messages = _start(config, settings)
+    else:
+        instance, messages = _start(config, settings)
     state.instance = instance
     for message in messages:
         _warn(message)
@@ -257,4 +297,8 @@ def stop_instance(config: pytest.Config, instance: emulator.Instance) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)  # None when configure stopped on a usage error
+    if state is not None and state.early is not None:
+        # Started early, never used (no test here needs it): wait for it, then stop it below.
+        with contextlib.suppress(Exception):
+            state.early.result()
     emulator.stop_all(keep=state is not None and state.failed)

@@ -92,6 +92,15 @@ def test_second_session_resumes_without_capturing(pytester: pytest.Pytester, hom
     assert qemu_pids(str(home)) == []
 
 
+def test_a_worker_vm_no_test_used_is_stopped_at_the_end(pytester: pytest.Pytester, home: Path) -> None:
+    """Workers start their VM at session start, before they know whether a test needs it."""
+    pytester.makepyfile(test_plain="def test_no_stack():\n    assert True\n")
+    result, _ = run_inner(pytester, home, "-n", "2")
+    result.assert_outcomes(passed=1)
+    assert qemu_pids(str(home)) == []
+    assert list((home / "run").iterdir()) == []
+
+
 def test_rotation_replaces_the_placeholder_keys(pytester: pytest.Pytester, home: Path) -> None:
     pytester.makepyfile(
         test_rot="""
