@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 
-from . import emulator
-from .config import SPEC_BY_NAME, SPECS, Settings, resolve
+from . import cli_stacks, emulator
+from .cli_options import add_settings_options as _settings_options
+from .cli_options import settings_from_args as _settings
 from .errors import StackEmulatorError
 from .log import console
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    options = {name: getattr(args, name, None) for name in SPEC_BY_NAME}
-    return resolve({**options, "enabled": True}, {}, cli=True)
-
-
-# Every setting but ``enabled``, generated from config.SPECS as the plugin's options are.
-ALL_SETTINGS = tuple(s.name for s in SPECS if s.name != "enabled")
-
-
-def _settings_options(p: argparse.ArgumentParser, names: tuple[str, ...] = ALL_SETTINGS) -> None:
-    """Add ``--<setting>`` options from config.SPECS; a value is parsed and checked by config."""
-    for spec in (SPEC_BY_NAME[name] for name in names):
-        if spec.flag:
-            p.add_argument(spec.cli_option, action="store_true", default=None, dest=spec.name, help=spec.help)
-        else:
-            p.add_argument(spec.cli_option, dest=spec.name, metavar=spec.metavar, help=spec.help)
 
 
 def cmd_build_image(args: argparse.Namespace) -> int:
@@ -53,37 +33,6 @@ def cmd_capture(args: argparse.Namespace) -> int:
     return 0 if prepared.snapshot is not None else 1
 
 
-def cmd_start(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    prepared = emulator.prepare(settings)
-    inst = emulator.start(prepared, worker="cli", session=emulator.new_session_id())
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        h = inst.handle
-        if settings.project_config is not None:
-            h.use_config_file(settings.project_config)
-        print(json.dumps({"ports": h.ports, "vm_dir": str(h.vm_dir), "boot": h.boot, "project_id": h.project_id,
-                          "env": h.env(), "timings": inst.timings}, indent=2))  # fmt: skip
-        print("running; press Ctrl-C to stop", file=sys.stderr, flush=True)
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        inst.stop()
-    return 0
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    home = emulator.Home(_settings(args).home)
-    for vm in emulator.list_vms(home):
-        state = "running" if vm["qemu_alive"] else "stopped"
-        owner = "owner alive" if vm["owner_alive"] else "owner gone"
-        kept = ", kept" if vm["kept"] else ""
-        print(f"{vm['vm_dir']}: qemu pid {vm['qemu']['pid']} {state}, {owner}{kept}")
-    return 0
-
-
 def cmd_reap(args: argparse.Namespace) -> int:
     home = emulator.Home(_settings(args).home)
     done = emulator.reap(home, include_kept=args.all)
@@ -102,7 +51,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="stack-emulator", description="Stack Auth emulator VMs: images, snapshots, start, bench"
+        prog="stack-emulator",
+        description="Stack Auth emulator VMs: images, snapshots, stacks (start, status, env, run), bench",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="Show debug output")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,13 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_options(p)
     p.set_defaults(func=cmd_capture)
 
-    p = sub.add_parser("start", help="Start one stack in the foreground and print its URLs and env")
-    _settings_options(p)
-    p.set_defaults(func=cmd_start)
-
-    p = sub.add_parser("list", help="List VMs in the run directory")
-    _settings_options(p, ("home",))
-    p.set_defaults(func=cmd_list)
+    cli_stacks.add_commands(sub)
 
     p = sub.add_parser("reap", help="Stop VMs whose owning process is gone and clean their run dirs")
     _settings_options(p, ("home",))
@@ -171,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         for note in getattr(exc, "__notes__", []):
             print(note, file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("stack-emulator: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

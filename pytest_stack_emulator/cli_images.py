@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli import _settings, _settings_options
+from .cli_options import add_settings_options as _settings_options
+from .cli_options import settings_from_args as _settings
 from .home import Home
 from .inventory import list_images, list_snapshots, prune
 from .log import human_bytes

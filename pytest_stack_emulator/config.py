@@ -64,7 +64,7 @@ def _path(value: str | Path) -> Path:
 def _share(value: str | Path) -> Path:
     path = _path(value)
     if not path.is_dir():
-        raise ConfigError(f"--stack-emulator-share {path}: not a directory; give an existing directory")
+        raise ConfigError(f"{path} is not a directory; give an existing directory")
     return path
 
 
@@ -92,8 +92,8 @@ class Spec:
     env_parse: Callable[[str], Any] | None = None
     flag: bool = False
     metavar: str | None = None
-    # The stack-emulator command's option, when it is not --<name> (upstream's spelling).
-    cli_name: str | None = None
+    # More spellings of the stack-emulator command's option (upstream's), besides --<name>.
+    cli_aliases: tuple[str, ...] = ()
 
     @property
     def option(self) -> str:
@@ -105,7 +105,8 @@ class Spec:
 
     @property
     def cli_option(self) -> str:
-        return self.cli_name or "--" + self.name.replace("_", "-")
+        """The stack-emulator command's option: the plugin's without ``--stack-emulator-``."""
+        return "--" + self.name.replace("_", "-")
 
     @property
     def ini(self) -> str:
@@ -134,7 +135,8 @@ SPECS: tuple[Spec, ...] = (
          None, _share, metavar="DIR"),
     Spec("project_config", "Make the fixture's project from this Stack config file (stack.config.ts, .js "
          "or .json): one project per file path, given the file's config at every start (default: internal)",
-         None, _project_config, env="STACK_EMULATOR_PROJECT_CONFIG", metavar="FILE", cli_name="--config-file"),
+         None, _project_config, env="STACK_EMULATOR_PROJECT_CONFIG", metavar="FILE",
+         cli_aliases=("--config-file",)),
     Spec("accel", f"Accelerator: {', '.join(ACCELERATORS)} (default: auto)", "auto",
          _choice(ACCELERATORS), env="STACK_EMULATOR_ACCEL", metavar="NAME"),
     Spec("restore", f"Snapshot restore: {', '.join(RESTORE_METHODS)} (default: auto: template where QEMU can, else mapped-ram, else stream)",
@@ -147,6 +149,9 @@ SPECS: tuple[Spec, ...] = (
          1.0, _seconds, env="STACK_EMULATOR_SHUTDOWN_TIMEOUT", metavar="SECONDS"),
 )  # fmt: skip
 SPEC_BY_NAME = {s.name: s for s in SPECS}
+
+# The front ends that read settings: the pytest plugin and the stack-emulator command.
+PYTEST, CLI = "pytest", "cli"
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,13 @@ class Settings:
     resume_timeout: float = 45.0
     shutdown_timeout: float = 1.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # Which front end resolved these settings: messages name its options.
+    front_end: str = field(default=PYTEST, compare=False)
+
+    def option(self, name: str) -> str:
+        """The option that sets ``name`` in the front end in use, for messages."""
+        spec = SPEC_BY_NAME[name]
+        return spec.cli_option if self.front_end == CLI else spec.option
 
 
 def resolve(
@@ -195,4 +207,4 @@ def resolve(
             where = option if source == "option" else source
             raise ConfigError(f"{where}: {exc}") from None
         sources[spec.name] = source
-    return Settings(**values, sources=sources)
+    return Settings(**values, sources=sources, front_end=CLI if cli else PYTEST)

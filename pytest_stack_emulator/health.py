@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -37,6 +38,15 @@ def check_service(client: httpx.Client, service: Service, port: int) -> CheckRes
         if body != service.health_body:
             return CheckResult(service.name, False, f"GET {url}: body {r.text[:100]!r}")
     return CheckResult(service.name, True, f"GET {url}: HTTP {r.status_code}")
+
+
+def check_services(checks: Sequence[tuple[Service, int]], timeout: float = 2.0) -> list[CheckResult]:
+    """Check each service (on its host port) once, all at the same time."""
+    with (
+        httpx.Client(timeout=httpx.Timeout(timeout, connect=1.0)) as client,
+        ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool,
+    ):
+        return list(pool.map(lambda check: check_service(client, *check), checks))
 
 
 def wait_healthy(

@@ -44,5 +44,5 @@ class Home:
     def checkpoint_store(self) -> SnapshotStore:
         return SnapshotStore(self.checkpoints)
 
-    def allocator(self, base_port: int) -> PortAllocator:
-        return PortAllocator(self.root, base=base_port)
+    def allocator(self, base_port: int, base_option: str = "--stack-emulator-base-port") -> PortAllocator:
+        return PortAllocator(self.root, base=base_port, base_option=base_option)

@@ -173,7 +173,8 @@ def start(
     home = prepared.home
     vm_dir = home.run / f"{session}-{worker}"
     index = worker_index(worker) if worker_idx is None else worker_idx
-    block = home.allocator(prepared.settings.base_port).allocate(index, note=str(vm_dir))
+    settings = prepared.settings
+    block = home.allocator(settings.base_port, settings.option("base_port")).allocate(index, note=str(vm_dir))
     try:
         shutil.rmtree(vm_dir, ignore_errors=True)
         vm_dir.mkdir(parents=True)
@@ -271,7 +272,7 @@ def _boot(
                           memory_shared=capture_memory is not None)  # fmt: skip
     machine = Machine(cfg)
     timeout = settings.resume_timeout if resume else settings.boot_timeout
-    timeout_option = "--stack-emulator-resume-timeout" if resume else "--stack-emulator-boot-timeout"
+    timeout_option = settings.option("resume_timeout" if resume else "boot_timeout")
     keys = image.manifest.keys
     if handle is None:
         handle = StackEmulator(
@@ -291,7 +292,8 @@ def _boot(
     _registry.add(inst)
     try:
         machine.launch()
-        owner_record(vm_dir, machine, session, worker)
+        owner_record(vm_dir, machine, session, worker, ports=block.ports, image=image.source,
+                     restore=snapshot.method if snapshot is not None else "cold")  # fmt: skip
         timings["launch"] = time.monotonic() - t0
         qga = machine.qga(timeout=10)
         healthy = functools.partial(wait_healthy, image.manifest.services, block.ports, timeout, alive=machine.running,
@@ -330,7 +332,8 @@ def _boot(
                 _placeholder_warned = True
                 log.warning(
                     "the snapshot's placeholder API keys are in effect (no rotation): do not "
-                    "expose this stack beyond 127.0.0.1. Use --stack-emulator-rotate for fresh keys."
+                    "expose this stack beyond 127.0.0.1. Use %s for fresh keys.",
+                    settings.option("rotate"),
                 )
         if early is not None:
             early.result()

@@ -59,6 +59,7 @@ class PortAllocator:
         base: int = DEFAULT_BASE_PORT,
         stride: int = BLOCK_STRIDE,
         max_blocks: int = 200,
+        base_option: str = "--stack-emulator-base-port",
     ) -> None:
         # config checked ``base`` (1024 to MAX_BASE_PORT); it is not checked again here.
         if stride < len(SERVICE_OFFSETS):
@@ -68,6 +69,7 @@ class PortAllocator:
         self.base = base
         self.stride = stride
         self.max_blocks = min(max_blocks, (65535 - base) // stride)
+        self.base_option = base_option  # named in messages: the front end's option
 
     def _lease_path(self, first: int) -> Path:
         return self.lease_dir / f"{first}.json"
@@ -111,8 +113,8 @@ class PortAllocator:
         raise PortsUnavailable(
             f"no free block of {len(SERVICE_OFFSETS)} ports from {self.base} "
             f"(stride {self.stride}, {self.max_blocks} blocks tried; skipped {shown}). "
-            "Stop leftover VMs with `stack-emulator reap`, or pick another range with "
-            "--stack-emulator-base-port."
+            f"Stop leftover VMs with `stack-emulator reap`, or pick another range with "
+            f"{self.base_option}."
         )
 
     def release_stale(self) -> int:

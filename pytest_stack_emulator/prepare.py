@@ -72,7 +72,9 @@ def prepare(settings: Settings, capture: bool = True, warn: Warn | None = None) 
     reap(home)
     image = home.image_store().resolve(settings.image, accel=settings.accel)
     host = probe_host(image.manifest.arch, settings.accel)
-    method = choose_restore_method(settings.restore, set(host.capabilities), host.version)
+    method = choose_restore_method(
+        settings.restore, set(host.capabilities), host.version, settings.option("restore")
+    )
     key = snapshot_key(image, host, method)
     store = home.snapshot_store()
     snapshot: Snapshot | None = None
@@ -104,7 +106,7 @@ def capture_snapshot(
     """Cold boot with the snapshot layout, wait for health, migrate to a file (§4)."""
     store = home.snapshot_store()
     vm_dir = home.run / f"capture-{os.getpid()}"
-    block = home.allocator(settings.base_port).allocate(0, note="capture")
+    block = home.allocator(settings.base_port, settings.option("base_port")).allocate(0, note="capture")
     staging = store.staging()
     machine: Machine | None = None
     try:
@@ -122,7 +124,8 @@ def capture_snapshot(
                           f"serial log {cfg.serial_log}")  # fmt: skip
             launched = time.monotonic()
             machine.launch()
-            owner_record(vm_dir, machine, "capture", "capture")
+            owner_record(vm_dir, machine, "capture", "capture", ports=block.ports, image=image.source,
+                         restore="cold")  # fmt: skip
             wait_healthy(
                 image.manifest.services, block.ports, settings.boot_timeout,
                 what="services of the capture VM", alive=machine.running, on_progress=progress.step,

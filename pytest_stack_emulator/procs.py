@@ -8,13 +8,18 @@ from pathlib import Path
 
 
 def start_time(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot, or None if it is gone."""
+    """The start time of ``pid`` in clock ticks since boot, or None if it is gone.
+
+    A zombie (exited, not yet waited for: a detached owner whose new parent does not reap)
+    is gone too."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # The command name can hold spaces and parentheses: split after the last ')'.
     fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
     return int(fields[19])
 
 

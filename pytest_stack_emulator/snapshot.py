@@ -135,9 +135,12 @@ class Snapshot:
         return {"logical": logical, "allocated": allocated}
 
 
-def choose_restore_method(requested: str, capabilities: set[str], qemu_version: str = "") -> str:
+def choose_restore_method(
+    requested: str, capabilities: set[str], qemu_version: str = "", option: str = "--stack-emulator-restore"
+) -> str:
     """Templating where QEMU can (x-ignore-shared, and 8.2's read-only RAM files), else
-    mapped-ram + multifd, else a plain stream (§5.4). ``bench`` measures all three."""
+    mapped-ram + multifd, else a plain stream (§5.4). ``bench`` measures all three.
+    ``option``: the front end's option that sets the method, for messages."""
     # ``requested`` is one of RESTORE_METHODS: config checked it.
     has_template = "x-ignore-shared" in capabilities and _version(qemu_version) >= TEMPLATE_MIN_QEMU
     has_mapped_ram = {"mapped-ram", "multifd"} <= capabilities
@@ -146,13 +149,13 @@ def choose_restore_method(requested: str, capabilities: set[str], qemu_version: 
     if requested == TEMPLATE and not has_template:
         raise SnapshotError(
             f"this QEMU ({qemu_version or 'unknown version'}) cannot restore a template: it needs the "
-            "x-ignore-shared migration capability and QEMU 8.2 or newer; use "
-            "--stack-emulator-restore mapped-ram or stream"
+            f"x-ignore-shared migration capability and QEMU 8.2 or newer; use "
+            f"{option} mapped-ram or stream"
         )
     if requested == MAPPED_RAM and not has_mapped_ram:
         raise SnapshotError(
             "this QEMU has no mapped-ram/multifd migration capability; use QEMU 9.0 or newer, "
-            "or --stack-emulator-restore stream"
+            f"or {option} stream"
         )
     return requested
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from .argv import MachineConfig
@@ -19,7 +20,18 @@ from .runtime import image_base_env, runtime_env
 log = get_logger(__name__)
 
 
-def owner_record(vm_dir: Path, machine: Machine, session: str, worker: str) -> None:
+def owner_record(
+    vm_dir: Path,
+    machine: Machine,
+    session: str,
+    worker: str,
+    *,
+    ports: Mapping[str, int] | None = None,
+    image: str | None = None,
+    restore: str | None = None,
+) -> None:
+    """``owner.json``: who owns the VM and its QEMU process (for reaping), and what it runs
+    (ports, image, ``mapped-ram``/``stream``/``cold``) for ``stack-emulator ps``."""
     owner = ProcessId.current()
     qemu = machine.process_id()
     record = {
@@ -30,6 +42,9 @@ def owner_record(vm_dir: Path, machine: Machine, session: str, worker: str) -> N
         "session": session,
         "worker": worker,
         "created": time.time(),
+        "ports": dict(ports or {}),
+        "image": image,
+        "restore": restore,
     }
     write_atomic(vm_dir / "owner.json", json.dumps(record).encode())
 

@@ -119,7 +119,7 @@ def test_cli_start_prints_the_config_files_project(vm_home: Path, tmp_path: Path
     config.write_text('{"auth": {"allowSignUp": false, "password": {"allowSignIn": true}}}')
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest_stack_emulator.cli", "start", "--image=compat", f"--home={vm_home}",
-         f"--config-file={config}"],
+         f"--config-file={config}", "--json"],
         stdout=subprocess.PIPE, stderr=(tmp_path / "cli.log").open("w"), text=True,
         env={**os.environ, "STACK_EMULATOR_BASE_PORT": str(PROJECTS_BASE_PORT + 50)},
     )  # fmt: skip
