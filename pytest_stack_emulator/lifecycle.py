@@ -219,8 +219,8 @@ def _resume_or_boot(
         except StackEmulatorError as exc:
             message = f"snapshot resume failed in {vm_dir}, cold boot instead: {exc}"
             if isinstance(exc, SnapshotLoadError):
-                _discard_snapshot(prepared)
-                message += f" (snapshot {prepared.key.id} discarded; the next session captures it again)"
+                _discard_snapshot(prepared, snapshot)
+                message += f" ({snapshot.directory} discarded; the next session captures it again)"
             record(message)
             _clear_run_files(vm_dir)
     inst = _boot(prepared, vm_dir, block, session, worker, None, warn=record, handle=handle)
@@ -228,15 +228,14 @@ def _resume_or_boot(
     return inst
 
 
-def _discard_snapshot(prepared: Prepared) -> None:
-    """Remove a snapshot whose RAM file does not load, so that it is captured again."""
-    home = prepared.home
-    lock = prepared.key.lock(home.locks)
+def _discard_snapshot(prepared: Prepared, snapshot: Snapshot) -> None:
+    """Remove a snapshot (or checkpoint) whose state does not load, so that it is captured again."""
+    lock = snapshot.key.lock(prepared.home.locks)
     with (
         contextlib.suppress(StackEmulatorError),
-        locked(lock, f"discarding snapshot {prepared.key.id}", timeout=60),
+        locked(lock, f"discarding snapshot {snapshot.key.id}", timeout=60),
     ):
-        home.snapshot_store().discard(prepared.key)
+        shutil.rmtree(snapshot.directory, ignore_errors=True)
 
 
 def _boot(
