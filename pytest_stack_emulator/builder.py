@@ -174,7 +174,9 @@ class CompatImageBuilder:
         else another (a checkout on another branch built it), which the pointer then names."""
         wanted = inputs_hash(self.source)
         pointed = self.directory
-        builds = sorted(self.store_dir.glob(f"{self.target.name}-*"), key=lambda p: p != pointed)
+        builds = sorted(
+            (p.resolve() for p in self.store_dir.glob(f"{self.target.name}-*")), key=lambda p: p != pointed
+        )
         for build in builds:
             with contextlib.suppress(Exception):
                 manifest = Manifest.load(build / "manifest.json")

@@ -66,6 +66,8 @@ def test_figures_are_positive_and_consistent(result: tuple[dict, Path]) -> None:
     sizes = data["snapshot_bytes"]
     assert 0 < sizes["allocated"] <= sizes["logical"]
     assert all(positive(v) for v in data["session_overhead_s"].values())
+    for n, first in data["session_overhead_s"].items():
+        assert first <= data["session_overhead_last_s"][n]
     assert data["ratios"]["cold_boot_over_resume"] == pytest.approx(
         data["cold_boot_s"]["median"] / data["resume_s"]["1"]["median"], rel=0.05
     )
