@@ -11,7 +11,7 @@ from .errors import MachineError, StackEmulatorError
 from .iso import write_atomic
 from .log import Warn, get_logger
 from .machine import Machine
-from .qmp import QGAClient
+from .qga import QGAClient
 
 log = get_logger(__name__)
 

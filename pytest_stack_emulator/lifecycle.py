@@ -304,11 +304,11 @@ def _boot(
                 # The services run as captured (rotation would restart them): check them while
                 # the guest agent sets the clock. A killed machine ends the check at once.
                 early = _health_checks.submit(healthy)
-            qga.sync(timeout)
-            timings["qga"] = time.monotonic() - t0
-            # The guest's wall clock restarts at capture time: set it to the host's before
-            # anything (rotation, health checks, the test) asks the backend for a token.
-            step = qga.set_clock_to_host()
+            with qga.connected(timeout):  # one agent connection for the clock step
+                timings["qga"] = time.monotonic() - t0
+                # The guest's wall clock restarts at capture time: set it to the host's before
+                # anything (rotation, the test) asks the backend for a token.
+                step = qga.set_clock_to_host()
             timings["clock"] = time.monotonic() - t0
             log.debug("guest clock of %s was %+.3f s off the host's; now %+.3f s (%.0f ms)", vm_dir,
                       step.before, step.after, (timings["clock"] - timings["qga"]) * 1000)  # fmt: skip

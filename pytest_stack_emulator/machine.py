@@ -20,7 +20,8 @@ from .argv import MachineConfig, build_argv
 from .errors import HostSetupError, MachineError, VMLaunchFailure
 from .log import get_logger
 from .procs import ProcessId
-from .qmp import QGAClient, QMPConnection, wait_for_socket
+from .qga import QGAClient
+from .qmp import QMPConnection, wait_for_socket
 
 # builder.py imports MachineConfig from here. builder.py, iso.py and runtime.py are hashed into
 # the compat image's inputs (builder.inputs_hash): editing them makes every stored image stale.

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from pytest_stack_emulator import qmp
+from pytest_stack_emulator import qga
 from pytest_stack_emulator.errors import MachineError
-from pytest_stack_emulator.qmp import QGAClient, clock_step_args
+from pytest_stack_emulator.qga import QGAClient, clock_step_args
 
 
 class FakeAgent:
@@ -75,7 +75,7 @@ class FakeAgent:
             else:
                 reply = {"return": time.time_ns() + int(self.offset * 1e9)}
         elif command == "guest-exec":
-            if self.exitcode == 0 and self.date_works and args["path"] == qmp.GUEST_DATE:
+            if self.exitcode == 0 and self.date_works and args["path"] == qga.GUEST_DATE:
                 self.offset += float(args["arg"][1].split()[0])
             reply = {"return": {"pid": 4242}}
         elif command == "guest-exec-status":
@@ -130,6 +130,21 @@ def test_a_guest_behind_the_host_is_stepped_forward_with_one_date_call(agent: Fa
         "guest-exec-status",
         "guest-get-time",
     ]
+
+
+def test_a_kept_connection_syncs_once_for_the_whole_clock_step(agent: FakeAgent) -> None:
+    client = QGAClient(agent.path)
+    with client.connected(timeout=5) as waited:
+        step = client.set_clock_to_host()
+    assert waited >= 0
+    assert step.stepped
+    assert abs(step.after) <= qga.CLOCK_MAX_ERROR
+    # get-time, exec, exec-status, get-time: four commands after a single sync.
+    assert len(agent.executed("guest-sync-delimited")) == 1
+    assert len(agent.commands) == 5
+    # Outside connected(), each command syncs a connection of its own.
+    client.clock_offset()
+    assert len(agent.executed("guest-sync-delimited")) == 2
 
 
 def test_a_guest_ahead_of_the_host_is_stepped_back(agent: FakeAgent) -> None:

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from pytest_stack_emulator import emulator, qmp
+from pytest_stack_emulator import emulator, qga
 from pytest_stack_emulator.config import resolve
 from tests.helpers import TEST_BASE_PORT, make_home, qemu_pids
 
@@ -81,9 +81,9 @@ def test_a_clock_that_cannot_be_set_falls_back_to_a_cold_boot_that_only_warns(
     prepared: emulator.Prepared, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # /bin/false instead of date: the clock step fails as it would on an image without date.
-    monkeypatch.setattr(qmp, "GUEST_DATE", "/bin/false")
+    monkeypatch.setattr(qga, "GUEST_DATE", "/bin/false")
     # Always step, even when a cold boot's RTC happens to land within the tolerance (it can).
-    monkeypatch.setattr(qmp, "CLOCK_TOLERANCE", -1.0)
+    monkeypatch.setattr(qga, "CLOCK_TOLERANCE", -1.0)
     warnings: list[str] = []
     inst = emulator.start(prepared, worker="clock-cold", warn=warnings.append)
     try:
