@@ -11,9 +11,11 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import replace
 from typing import TextIO
 
 from .cli_options import add_settings_options, settings_from_args
+from .contract import PLACEHOLDER_KEYS
 from .detached import spawn
 from .errors import StackEmulatorError
 from .health import check_services
@@ -29,8 +31,28 @@ def _home(args: argparse.Namespace) -> Home:
     return Home(settings_from_args(args).home)
 
 
+# A secret key that is not a placeholder (rotated, or a config file's project) is not printed
+# where logs keep it; `env` prints it on request and `run` hands it to the command.
+NOT_PRINTED = "(secret: not printed; `stack-emulator env {id}` prints it, `run -- CMD` passes it on)"
+SECRET_KEYS = ("secret_server_key", "super_secret_admin_key")
+SECRET_ENV = ("STACK_SECRET_SERVER_KEY",)
+
+
+def printable(record: StackRecord) -> StackRecord:
+    """``record`` with its secret keys left out, unless they are the public placeholders."""
+    hidden = NOT_PRINTED.format(id=record.id)
+    keys = {
+        k: hidden if k in SECRET_KEYS and v != PLACEHOLDER_KEYS.get(k) else v for k, v in record.keys.items()
+    }
+    secrets = {record.keys.get(k) for k in SECRET_KEYS} - {PLACEHOLDER_KEYS.get(k) for k in SECRET_KEYS}
+    env = {k: hidden if k in SECRET_ENV and v in secrets else v for k, v in record.env.items()}
+    return replace(record, keys=keys, env=env)
+
+
 def print_stack(record: StackRecord, as_json: bool, out: TextIO) -> None:
-    """What ``start`` and ``run`` print: URLs, keys, env, where it runs and how to stop it."""
+    """What ``start`` and ``run`` print: URLs, keys (secret ones only when they are the
+    placeholders), env, where it runs and how to stop it."""
+    record = printable(record)
     if as_json:
         print(json.dumps(record.to_dict(), indent=2), file=out, flush=True)
         return

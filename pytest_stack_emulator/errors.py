@@ -5,7 +5,10 @@ Every message names what failed (a file, a port, a command) and what to do next.
 
 from __future__ import annotations
 
+import errno
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class StackEmulatorError(Exception):
@@ -77,3 +80,37 @@ class SnapshotError(StackEmulatorError):
 
 class HealthTimeout(StackEmulatorError):
     """Services did not become healthy before the deadline."""
+
+
+class DiskFull(StackEmulatorError):
+    """The filesystem of the home (or a run directory) has no room left."""
+
+
+class VMGone(MachineError):
+    """A worker's QEMU exited while its tests were using it."""
+
+
+def space_left(path: Path) -> str:
+    """How much room the filesystem of ``path`` (or its nearest existing parent) has left."""
+    for candidate in (path, *path.parents):
+        try:
+            free = shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+        return f"{free / 1e6:.0f} MB free on the filesystem of {candidate}"
+    return f"no room left on the filesystem of {path}"
+
+
+def disk_full(path: Path, what: str, detail: object) -> DiskFull:
+    """``what`` (writing under ``path``) failed for lack of room: say where and what to do."""
+    return DiskFull(
+        f"{what} failed: no space left ({space_left(path)}): {detail}. Free some space there, or point --stack-emulator-home (STACK_EMULATOR_HOME) at a filesystem "
+        "with room: a snapshot takes about 300 MB, each running VM a few MB to a few hundred."
+    )
+
+
+def host_file_error(exc: OSError, path: Path, what: str) -> StackEmulatorError:
+    """An OSError while writing the home's files, as an error that says what to do."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return disk_full(path, what, exc.strerror or exc)
+    return StackEmulatorError(f"{what} failed: {exc}. Check that {path} exists and is writable.")

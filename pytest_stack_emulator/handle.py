@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import httpx
 
 from .contract import INTERNAL_PROJECT_ID
+from .errors import VMGone
 from .mailbox import Mailbox
 from .projects import Project, create_project, project_for_config_file
 
@@ -24,6 +25,8 @@ class Control(Protocol):
 
     def checkpoint(self, name: str, seed: Callable[[StackEmulator], Any]) -> Any: ...
 
+    def gone(self) -> str | None: ...
+
 
 @dataclass
 class StackEmulator:
@@ -32,8 +35,8 @@ class StackEmulator:
     ports: dict[str, int]
     project_id: str
     publishable_client_key: str
-    secret_server_key: str
-    super_secret_admin_key: str
+    secret_server_key: str = field(repr=False)  # never in a traceback or a log
+    super_secret_admin_key: str = field(repr=False)
     vm_dir: Path
     boot: str = "resume"
     host: str = "127.0.0.1"
@@ -41,7 +44,7 @@ class StackEmulator:
     internal: Project | None = field(default=None, repr=False)
     # The app config file whose project this handle uses (use_config_file), kept across reset().
     config_file: Path | None = None
-    # Resets and checkpoints the VM; set by the core that started it.
+    # Resets and checkpoints the VM, and says whether it still runs; set by the core that started it.
     control: Control | None = field(default=None, repr=False, compare=False)
 
     def url(self, service: str) -> str:
@@ -93,10 +96,20 @@ class StackEmulator:
             headers["x-stack-super-secret-admin-key"] = self.super_secret_admin_key
         return headers
 
+    def ensure_running(self) -> None:
+        """Raise :class:`VMGone`, naming the worker and its serial log, if the VM has exited."""
+        reason = self.control.gone() if self.control is not None else None
+        if reason is not None:
+            raise VMGone(reason)
+
     def client(self, access: str = "server", **kwargs: Any) -> httpx.Client:
-        """An httpx client on the backend with the ``x-stack-*`` headers for ``access``."""
+        """An httpx client on the backend with the ``x-stack-*`` headers for ``access``. A request
+        that cannot reach a VM that has exited raises :class:`VMGone` instead of a bare
+        connection error."""
+        self.ensure_running()
         headers = {**self.headers(access), **kwargs.pop("headers", {})}
         kwargs.setdefault("timeout", 30.0)
+        kwargs.setdefault("transport", _CheckedTransport(self.ensure_running))
         return httpx.Client(base_url=self.backend_url, headers=headers, **kwargs)
 
     def env(self) -> dict[str, str]:
@@ -165,3 +178,18 @@ class StackEmulator:
         self.secret_server_key = project.secret_server_key
         self.super_secret_admin_key = project.super_secret_admin_key
         return project
+
+
+class _CheckedTransport(httpx.HTTPTransport):
+    """On a connection failure, says first whether the VM behind it has exited."""
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        super().__init__()
+        self._check = check
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().handle_request(request)
+        except httpx.TransportError:
+            self._check()
+            raise

@@ -70,7 +70,8 @@ def wait_healthy(
     reported = 0.0
 
     def still_failing() -> str:
-        return "; ".join(last[n].detail for n in pending)
+        """Each unhealthy service by name, with its URL and how it failed."""
+        return "; ".join(f"{n} ({last[n].detail})" for n in sorted(pending))
 
     def tick(elapsed: float) -> None:
         nonlocal reported

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ConfigError
 from .images import ImageStore
 from .ports import PortAllocator
 from .snapshot import SnapshotStore
@@ -34,6 +37,22 @@ class Home:
     @property
     def locks(self) -> Path:
         return self.root / "locks"
+
+    def ensure(self) -> None:
+        """Create the home (mode 0700) and its run directory (0700: it holds the VMs' sockets,
+        disks and keys). A home that anyone may write to is refused: another user could replace
+        its images or snapshots."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        mode = self.root.stat().st_mode
+        if mode & stat.S_IWOTH:
+            raise ConfigError(
+                f"the stack-emulator home {self.root} is world-writable (mode {stat.S_IMODE(mode):04o}): "
+                f"another user could replace its images or snapshots. Run `chmod o-w {self.root}`, or "
+                "choose another directory with --stack-emulator-home (or STACK_EMULATOR_HOME)."
+            )
+        self.run.mkdir(exist_ok=True, mode=0o700)
+        with contextlib.suppress(PermissionError):  # another user's run directory: left as it is
+            self.run.chmod(0o700)
 
     def image_store(self) -> ImageStore:
         return ImageStore(self.images, self.locks)

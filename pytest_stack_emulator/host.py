@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import HostSetupError, MachineError
-from .machine import AccelChoice, detect_accel, qemu_binary, qemu_version
+from .machine import AccelChoice, detect_accel, qemu_binary, qemu_img, qemu_version, require_version
 from .qmp import QMPConnection
 
 
@@ -27,12 +27,16 @@ _probe_cache: dict[tuple[str, str], HostInfo] = {}
 
 
 def probe_host(arch: str, accel: str = "auto") -> HostInfo:
-    """QEMU's path, version and migration capabilities (§5.4), and the accelerator (§5.5)."""
+    """QEMU's path, version and migration capabilities (§5.4), and the accelerator (§5.5).
+    A missing or too old QEMU or qemu-img is a :class:`HostSetupError` that says how to install it."""
     qemu = qemu_binary(arch)
     cache_key = (qemu, accel)
     if cache_key in _probe_cache:
         return _probe_cache[cache_key]
     version = qemu_version(qemu)
+    require_version(qemu, version)
+    image_tool = qemu_img()
+    require_version(image_tool, qemu_version(image_tool))
     choice = detect_accel(accel, arch, qemu=qemu)
     sock_dir = Path(tempfile.mkdtemp(prefix="stack-emulator-probe-"))
     sock = sock_dir / "qmp.sock"

@@ -68,6 +68,26 @@ def locked(path: Path, what: str, timeout: float = 3600.0) -> Iterator[None]:
         lock.release()
 
 
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+def check_qcow2(disk: Path) -> None:
+    """An image disk must be a readable file that starts as a qcow2 file does."""
+    if not disk.is_file():
+        raise ImageError(f"image {disk} is not a file. Give a path to a .qcow2 file, a URL, or `compat`.")
+    try:
+        with disk.open("rb") as f:
+            head = f.read(len(QCOW2_MAGIC))
+    except OSError as exc:
+        raise ImageError(f"image {disk} cannot be read: {exc}. Check its permissions.") from None
+    if head != QCOW2_MAGIC:
+        raise ImageError(
+            f"image {disk} is not a qcow2 image (it starts with {head!r}, not {QCOW2_MAGIC!r}): it is "
+            "corrupt, or another kind of file. Rebuild or download it again, or convert it with "
+            "`qemu-img convert -O qcow2`."
+        )
+
+
 class ImageStore:
     def __init__(self, root: Path, locks: Path) -> None:
         self.root = root
@@ -103,6 +123,8 @@ class ImageStore:
         return None
 
     def from_manifest(self, path: Path, source: str) -> Image:
+        """The image a manifest describes. Its disk must be a readable qcow2 file whose sha256
+        is the manifest's ``digest`` (checked once per size and mtime of the disk)."""
         path = path.resolve()
         manifest = Manifest.load(path)
         disk = path.parent / manifest.disk
@@ -110,8 +132,16 @@ class ImageStore:
             raise ImageError(
                 f"{path} names the disk {disk}, which does not exist. Rebuild or pull the image again."
             )
+        check_qcow2(disk)
+        digest = self._digest(disk)
         if manifest.digest is None:
-            manifest = manifest.with_digest(self._digest(disk))
+            manifest = manifest.with_digest(digest)
+        elif manifest.digest != digest:
+            raise ImageError(
+                f"image {disk} is corrupt or was changed: its sha256 is {digest[:16]}..., the field "
+                f"`digest` of {path} says {manifest.digest[:16]}.... Rebuild it with `stack-emulator "
+                "build-image --force` (the compat image), or pull it again."
+            )
         return Image(manifest, path.parent, source)
 
     def from_disk(self, disk: Path) -> Image:
@@ -121,6 +151,7 @@ class ImageStore:
             raise ImageError(
                 f"image {disk} does not exist. Give a path to a .qcow2 file, a URL, or `compat`."
             )
+        check_qcow2(disk)
         for candidate in (
             disk.with_name(disk.name + ".manifest.json"),
             disk.parent / "manifest.json",

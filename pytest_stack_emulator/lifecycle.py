@@ -17,7 +17,7 @@ from typing import Any
 
 from . import checkpoint
 from .checkpoint import Seed
-from .errors import StackEmulatorError
+from .errors import DiskFull, StackEmulatorError, host_file_error
 from .guest import rotate_keys, set_cold_boot_clock, share_host_dir, write_internal_pck
 from .handle import StackEmulator
 from .health import wait_healthy
@@ -54,6 +54,22 @@ class Instance:
 
     def serial_tail(self, lines: int = 40) -> str:
         return serial_tail(self.handle.serial_log, lines)
+
+    def gone(self) -> str | None:
+        """Why this VM no longer runs, naming the worker and the serial log; None while it runs."""
+        if self.stopped:
+            return f"the VM of worker {self.worker} in {self.vm_dir} was stopped (its session ended)"
+        process = self.machine.process
+        if process is None or process.poll() is None:
+            return None
+        code = process.returncode
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        return (
+            f"the VM of worker {self.worker} is gone: its QEMU (pid {process.pid}) exited ({how}) "
+            f"while tests were using it. Serial log: {self.handle.serial_log}; QEMU's output: "
+            f"{self.machine.qemu_log}. The tests after this one on worker {self.worker} cannot "
+            f"use it either. Last lines of the serial log:\n{self.serial_tail(15)}"
+        )
 
     def stop(self, keep: bool = False) -> float:
         """Power down, then quit, then kill; remove the run directory unless ``keep``."""
@@ -174,11 +190,20 @@ def start(
     vm_dir = home.run / f"{session}-{worker}"
     index = worker_index(worker) if worker_idx is None else worker_idx
     settings = prepared.settings
-    block = home.allocator(settings.base_port, settings.option("base_port")).allocate(index, note=str(vm_dir))
+    try:
+        block = home.allocator(settings.base_port, settings.option("base_port")).allocate(
+            index, note=str(vm_dir)
+        )
+    except OSError as exc:
+        raise host_file_error(exc, home.root, f"leasing ports for {vm_dir}") from None
     try:
         shutil.rmtree(vm_dir, ignore_errors=True)
-        vm_dir.mkdir(parents=True)
+        vm_dir.mkdir(parents=True, mode=0o700)
         return _resume_or_boot(prepared, vm_dir, block, session, worker, prepared.snapshot, warn)
+    except OSError as exc:  # the run directory's files could not be written (a full disk...)
+        block.release()
+        shutil.rmtree(vm_dir, ignore_errors=True)
+        raise host_file_error(exc, vm_dir, f"starting the VM in {vm_dir}") from None
     except BaseException:
         block.release()
         shutil.rmtree(vm_dir, ignore_errors=True)
@@ -216,6 +241,8 @@ def _resume_or_boot(
             inst = _boot(prepared, vm_dir, block, session, worker, snapshot, warn=record, handle=handle)
             inst.warnings = warnings
             return inst
+        except DiskFull:
+            raise  # a cold boot needs the same room
         except StackEmulatorError as exc:
             message = f"snapshot resume failed in {vm_dir}, cold boot instead: {exc}"
             if isinstance(exc, SnapshotLoadError):
@@ -260,6 +287,9 @@ def _boot(
     t0 = time.monotonic()
     disk = vm_dir / "disk.qcow2"
     if snapshot is not None:
+        for path in snapshot.files:
+            if not path.is_file():  # removed since prepare() found it
+                raise SnapshotLoadError(f"the snapshot's {path} is missing")
         create_overlay(disk, snapshot.disk)
         guest_ports = dict(snapshot.guest_ports)
     else:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .argv import MachineConfig, build_argv
-from .errors import HostSetupError, MachineError, VMLaunchFailure
+from .errors import HostSetupError, MachineError, VMLaunchFailure, disk_full
+from .listen_backlog import widen_forwards
 from .log import get_logger
 from .procs import ProcessId
 from .qga import QGAClient
@@ -37,11 +38,20 @@ __all__ = [
     "qemu_binary",
     "qemu_img",
     "qemu_version",
+    "require_version",
 ]
 
 log = get_logger(__name__)
 
 ACCELERATORS = ("auto", "kvm", "hvf", "tcg")
+
+# The oldest QEMU this plugin runs on: Debian 12's own. mapped-ram (a faster resume) needs 9.0;
+# an older QEMU resumes from a plain stream.
+MIN_QEMU = (7, 2)
+INSTALL_QEMU = (
+    "Install QEMU 7.2 or newer, 9.0 or newer for the fastest resume (Debian 12: `apt-get install -t "
+    "bookworm-backports qemu-system-x86 qemu-utils`, or run scripts/setup; macOS: `brew install qemu`)."
+)
 
 
 @dataclass(frozen=True)
@@ -128,18 +138,14 @@ def qemu_binary(arch: str) -> str:
         raise HostSetupError(f"unsupported guest architecture {arch!r}")
     path = shutil.which(name)
     if path is None:
-        raise HostSetupError(
-            f"{name} is not on PATH. Install QEMU 9 or newer (Debian 12: "
-            "`apt-get install -t bookworm-backports qemu-system-x86 qemu-utils`, or run "
-            "scripts/setup)."
-        )
+        raise HostSetupError(f"{name} is not on PATH. {INSTALL_QEMU}")
     return path
 
 
 def qemu_img() -> str:
     path = shutil.which("qemu-img")
     if path is None:
-        raise HostSetupError("qemu-img is not on PATH. Install qemu-utils (or run scripts/setup).")
+        raise HostSetupError(f"qemu-img is not on PATH. {INSTALL_QEMU}")
     return path
 
 
@@ -154,6 +160,12 @@ def qemu_version(binary: str) -> str:
     if not match:
         raise HostSetupError(f"cannot read the QEMU version from `{binary} --version`: {out!r}")
     return match.group(1)
+
+
+def require_version(binary: str, version: str) -> None:
+    """A QEMU program older than :data:`MIN_QEMU` is a setup error that says how to upgrade."""
+    if tuple(int(part) for part in version.split(".")[:2]) < MIN_QEMU:
+        raise HostSetupError(f"{binary} is version {version}, too old for stack-emulator. {INSTALL_QEMU}")
 
 
 def _death_signal_prefix() -> list[str]:
@@ -208,6 +220,7 @@ class Machine:
             raise
         if not self.running():
             self._raise_launch_failure()
+        widen_forwards(self.process.pid, self.cfg.host_ports.values())
 
     @property
     def hint(self) -> str:
@@ -292,6 +305,9 @@ def create_overlay(path: Path, backing: Path) -> None:
     path.unlink(missing_ok=True)
     cmd = [qemu_img(), "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", "qcow2", str(path)]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0 and "No space left" in result.stderr:
+        path.unlink(missing_ok=True)
+        raise disk_full(path.parent, f"creating the disk overlay {path}", result.stderr.strip())
     if result.returncode != 0:
         raise MachineError(
             f"`{' '.join(cmd)}` failed: {result.stderr.strip()}. Check that {backing} exists "

@@ -14,7 +14,7 @@ import pytest
 
 from . import emulator
 from .config import SPECS, Settings, resolve
-from .errors import ConfigError, StackEmulatorError
+from .errors import ConfigError, HostSetupError, StackEmulatorError
 from .log import LineSink, logger
 
 pytest_plugins = ["pytest_stack_emulator.fixtures"]
@@ -38,7 +38,7 @@ class PluginState:
     controller_prepared: bool = False
     controller_error: str | None = None
 
-    def prepared_for(self, settings: Settings) -> emulator.Prepared:
+    def prepared_for(self, settings: Settings, warn: emulator.Warn | None = None) -> emulator.Prepared:
         """What the session prepared, or a prepare() for these settings: on an xdist worker,
         or when conftest.py overrides the settings. A worker never captures when its
         controller already tried: it resumes what is there or boots cold. Raises what
@@ -49,7 +49,7 @@ class PluginState:
             raise StackEmulatorError(f"preparing failed in the xdist controller: {self.controller_error}")
         if self.prepared is not None and self.prepared.settings == settings:
             return self.prepared
-        return emulator.prepare(settings, capture=not self.controller_prepared)
+        return emulator.prepare(settings, capture=not self.controller_prepared, warn=warn)
 
 
 class StackEmulatorWarning(UserWarning):
@@ -126,7 +126,8 @@ class _TerminalHandler(LineSink):
 
 
 def _prepare(config: pytest.Config, show: bool) -> None:
-    """Get the image and capture the snapshot with progress on the terminal."""
+    """Get the image and capture the snapshot with progress on the terminal. A host that lacks
+    QEMU (or has one too old) stops the session with a usage error: no VM can start there."""
     state = state_of(config)
     handler = _TerminalHandler(config)
     logger.addHandler(handler)
@@ -137,6 +138,8 @@ def _prepare(config: pytest.Config, show: bool) -> None:
         if show:
             for line in state.prepared.describe():
                 handler.write(f"stack-emulator {line}")
+    except HostSetupError as exc:
+        raise pytest.UsageError(f"stack-emulator: {exc}") from None
     except Exception as exc:
         state.prepare_error = exc
         if show:
@@ -214,6 +217,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that uses a VM which has exited (killed, crashed) errors at once, saying so."""
+    if "stack_emulator" in getattr(item, "fixturenames", ()):
+        instance = state_of(item.config).instance
+        if instance is not None:
+            instance.handle.ensure_running()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
@@ -250,10 +261,15 @@ def _warn(message: str) -> None:
 def _start(config: pytest.Config, settings: Settings) -> tuple[emulator.Instance, list[str]]:
     """This worker's VM, and what went wrong on the way but was recovered from."""
     state = state_of(config)
-    prepared = state.prepared_for(settings)
     workerid = (_workerinput(config) or {}).get("workerid", "main")
     messages: list[str] = []
-    instance = emulator.start(prepared, worker=workerid, session=state.session_id, warn=messages.append)
+    try:
+        prepared = state.prepared_for(settings, warn=messages.append)
+        instance = emulator.start(prepared, worker=workerid, session=state.session_id, warn=messages.append)
+    except StackEmulatorError as exc:
+        for message in messages:  # what failed first: a resume, before the cold boot that failed too
+            exc.add_note(f"before that: {message}")
+        raise
     return instance, messages
 
 
@@ -270,9 +286,9 @@ def start_instance(config: pytest.Config, settings: Settings) -> emulator.Instan
             instance, messages = _start(config, settings)
     else:
         instance, messages = _start(config, settings)
-    state.instance = instance
     for message in messages:
         _warn(message)
+    state.instance = instance
     if settings.project_config is not None:
         try:
             instance.handle.use_config_file(settings.project_config)

@@ -117,17 +117,17 @@ class PortAllocator:
             f"{self.base_option}."
         )
 
-    def release_stale(self) -> int:
-        """Remove leases whose owners are gone. Returns how many were removed."""
-        removed = 0
+    def release_stale(self) -> list[int]:
+        """Remove leases whose owners are gone. Returns the first port of each freed block."""
+        freed: list[int] = []
         if not self.lease_dir.is_dir():
-            return 0
+            return freed
         with self.lock:
-            for lease in self.lease_dir.glob("*.json"):
+            for lease in sorted(self.lease_dir.glob("*.json")):
                 with contextlib.suppress(ValueError):
                     if not self._held(int(lease.stem)):
-                        removed += 1
-        return removed
+                        freed.append(int(lease.stem))
+        return freed
 
 
 def worker_index(worker_id: str | None) -> int:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import Settings
-from .errors import SnapshotError, StackEmulatorError
+from .errors import SnapshotError, StackEmulatorError, host_file_error, space_left
 from .health import wait_healthy
 from .home import Home
 from .host import HostInfo, probe_host
@@ -16,8 +19,9 @@ from .images import Image, locked
 from .log import Progress, Warn, get_logger
 from .machine import Machine, create_overlay
 from .manifest import LAYOUT_VERSION
+from .ports import PortBlock
 from .reap import reap
-from .snapshot import Snapshot, SnapshotKey, choose_restore_method, migrate_to_file
+from .snapshot import Snapshot, SnapshotKey, SnapshotStore, choose_restore_method, migrate_to_file
 from .vm import cold_guest_ports, machine_config, owner_record, serial_tail
 
 log = get_logger(__name__)
@@ -68,7 +72,7 @@ def prepare(settings: Settings, capture: bool = True, warn: Warn | None = None) 
     """Get the image and (unless cold) the snapshot. Safe to call from every worker at once."""
     warn = warn or log.warning
     home = Home(settings.home)
-    home.root.mkdir(parents=True, exist_ok=True)
+    home.ensure()
     reap(home)
     image = home.image_store().resolve(settings.image, accel=settings.accel)
     host = probe_host(image.manifest.arch, settings.accel)
@@ -84,12 +88,21 @@ def prepare(settings: Settings, capture: bool = True, warn: Warn | None = None) 
         state = f"reused {key.id} (captured in {snapshot.capture_seconds:.2f} s)"
     elif not capture:
         state = f"none yet for key {key.id}"
+        if (problem := unusable_snapshot(store, key)) is not None:
+            # Left for the next process that captures: it drops and captures it, once.
+            warn(f"snapshot {key.id} is unusable: {problem}. This process boots cold; the next "
+                 "session captures it again.")  # fmt: skip
+            state = f"unusable ({problem}); cold boot"
     else:
         with locked(key.lock(home.locks), f"capturing snapshot {key.id}"):
             snapshot = store.load(key)
             if snapshot is not None:
                 state = f"reused {key.id} (captured by another process)"
             else:
+                if (problem := unusable_snapshot(store, key)) is not None:
+                    # Dropped here, under the lock, by the one process that captures it again.
+                    warn(f"snapshot {key.id} is unusable: {problem}. Dropped; capturing it again.")
+                    store.discard(key)
                 try:
                     snapshot = capture_snapshot(home, image, host, key, settings)
                     state = f"captured {key.id} in {snapshot.capture_seconds:.2f} s"
@@ -100,18 +113,45 @@ def prepare(settings: Settings, capture: bool = True, warn: Warn | None = None) 
     return Prepared(settings, home, image, host, key, snapshot, state)
 
 
+def unusable_snapshot(store: SnapshotStore, key: SnapshotKey) -> str | None:
+    """Why the snapshot directory for ``key`` did not load (a truncated RAM file, a missing disk
+    layer...), naming the file; None when there is no such directory."""
+    directory = store.path(key)
+    if not directory.exists():
+        return None
+    meta_path = directory / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        return f"{meta_path} is missing"
+    except (OSError, ValueError) as exc:
+        return f"{meta_path} cannot be read: {exc}"
+    snap = Snapshot(directory, key, {}, 0.0)
+    for path in snap.files:
+        if not path.is_file():
+            return f"{path} is missing"
+    size, expected = snap.migration.stat().st_size, meta.get("ram_bytes")
+    if size != expected:
+        return f"{snap.migration} has {size} bytes, {expected} were written (truncated or replaced)"
+    if snap.memory is not None and (size := snap.memory.stat().st_size) != key.ram_mb << 20:
+        return f"{snap.memory} has {size} bytes, not the guest's {key.ram_mb} MiB (truncated or replaced)"
+    return f"{directory} does not match {meta_path}"
+
+
 def capture_snapshot(
     home: Home, image: Image, host: HostInfo, key: SnapshotKey, settings: Settings
 ) -> Snapshot:
     """Cold boot with the snapshot layout, wait for health, migrate to a file (§4)."""
     store = home.snapshot_store()
     vm_dir = home.run / f"capture-{os.getpid()}"
-    block = home.allocator(settings.base_port, settings.option("base_port")).allocate(0, note="capture")
-    staging = store.staging()
+    block: PortBlock | None = None
+    staging: Path | None = None
     machine: Machine | None = None
     try:
+        block = home.allocator(settings.base_port, settings.option("base_port")).allocate(0, note="capture")
+        staging = store.staging()
         shutil.rmtree(vm_dir, ignore_errors=True)
-        vm_dir.mkdir(parents=True)
+        vm_dir.mkdir(parents=True, mode=0o700)
         with Progress("capture", log) as progress:
             disk = staging / "disk.qcow2"
             create_overlay(disk, image.disk)
@@ -140,12 +180,20 @@ def capture_snapshot(
             progress.step(f"snapshot {key.id}: migration {took:.2f} s, {sizes['logical'] / 1e6:.0f} MB "
                           f"logical, {sizes['allocated'] / 1e6:.0f} MB allocated")  # fmt: skip
             return snap
+    except OSError as exc:  # the home's files could not be written (a full disk...)
+        raise SnapshotError(str(host_file_error(exc, store.root, f"capturing snapshot {key.id}"))) from None
     except StackEmulatorError as exc:
+        message = str(exc)
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(store.root).free < image.manifest.ram_mb * 1_000_000:
+                message += f"\na snapshot needs up to {image.manifest.ram_mb} MB; {space_left(store.root)}"
         tail = serial_tail(vm_dir / "serial.log")
-        raise SnapshotError(f"{exc}\nserial log tail:\n{tail}") from None
+        raise SnapshotError(f"{message}\nserial log tail:\n{tail}") from None
     finally:
         if machine is not None:
             machine.kill()
-        block.release()
-        shutil.rmtree(staging, ignore_errors=True)
+        if block is not None:
+            block.release()
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(vm_dir, ignore_errors=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +75,8 @@ class Project:
     backend_url: str
     project_id: str
     publishable_client_key: str
-    secret_server_key: str
-    super_secret_admin_key: str
+    secret_server_key: str = field(repr=False)  # never in a traceback or a log
+    super_secret_admin_key: str = field(repr=False)
     display_name: str | None = None
     config_file: Path | None = None
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from .home import Home
 from .log import get_logger
-from .ports import PortAllocator
+from .ports import PortAllocator, block_ports
 from .procs import ProcessId
 
 log = get_logger(__name__)
@@ -38,7 +38,8 @@ def reap(home: Home, include_kept: bool = False) -> list[str]:
             if not pid_text.isdigit() or not ProcessId(int(pid_text), None).alive():
                 shutil.rmtree(staging, ignore_errors=True)
                 done.append(f"removed unfinished capture {staging}")
-    PortAllocator(home.root).release_stale()
+    for first in PortAllocator(home.root).release_stale():
+        done.append(f"freed ports {first}-{max(block_ports(first).values())} (their process is gone)")
     for line in done:
         log.info("reap: %s", line)
     return done

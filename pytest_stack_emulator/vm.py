@@ -96,6 +96,6 @@ def cold_guest_ports(manifest: Manifest, host_ports: dict[str, int]) -> dict[str
 
 def serial_tail(path: Path, lines: int = 40) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) or "(empty)"
     except OSError:
         return "(no serial log)"
