@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_stack_emulator import emulator
+from pytest_stack_emulator.config import resolve
 from pytest_stack_emulator.images import Image, ImageStore
-from tests.helpers import CACHE_HOME, make_home
+from tests.helpers import CACHE_HOME, TEST_BASE_PORT, make_home
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +27,10 @@ def compat_image() -> Image:
 def vm_home(tmp_path_factory: pytest.TempPathFactory, compat_image: Image) -> Path:
     """A stack-emulator home for this test session, sharing the image cache."""
     return make_home(tmp_path_factory.mktemp("stack-home"))
+
+
+@pytest.fixture(scope="session")
+def captured_home(vm_home: Path) -> Path:
+    """``vm_home`` with the compat image's snapshot in it (captured now if it is not yet)."""
+    emulator.prepare(resolve({"image": "compat", "home": vm_home, "base_port": TEST_BASE_PORT}, {}, {}))
+    return vm_home

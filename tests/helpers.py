@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pytest_stack_emulator import emulator
@@ -42,3 +45,59 @@ def resumed_stack(vm_home: Path, base_port: int, worker: str) -> Iterator[StackE
         yield inst.handle
     finally:
         inst.stop()
+
+
+def copy_home(src: Path, dst: Path) -> Path:
+    """A new home at ``dst`` with a copy of ``src``'s snapshots (sparse: about a second), so
+    that a test may break or interrupt things without touching the shared snapshot."""
+    make_home(dst)
+    if (src / "snapshots").is_dir():
+        subprocess.run(["cp", "-a", "--sparse=always", str(src / "snapshots"), str(dst)], check=True)
+    return dst
+
+
+def snapshot_dirs(home: Path) -> list[Path]:
+    """Every entry of the home's snapshot store, unfinished captures (``.capture-*``) included."""
+    return sorted((home / "snapshots").iterdir()) if (home / "snapshots").is_dir() else []
+
+
+def session_argv(home: Path, base_port: int, *args: str) -> list[str]:
+    """A pytest session with the plugin on, as a user runs it."""
+    return [
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-W", "always", "--stack-emulator",
+        "--stack-emulator-image=compat", f"--stack-emulator-home={home}", f"--stack-emulator-base-port={base_port}",
+        *args,
+    ]  # fmt: skip
+
+
+def start_session(
+    cwd: Path, home: Path, base_port: int, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start a session in its own process group, as a terminal would (Ctrl-C reaches the group)."""
+    return subprocess.Popen(
+        session_argv(home, base_port, *args), cwd=cwd, env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # SIGINT must not be inherited as ignored, or Ctrl-C would not reach pytest.
+        preexec_fn=lambda: (os.setsid(), signal.signal(signal.SIGINT, signal.SIG_DFL)),
+    )  # fmt: skip
+
+
+def wait_for(
+    condition: Callable[[], object], timeout: float, what: str, proc: subprocess.Popen[str] | None = None
+) -> None:
+    """Poll ``condition`` every 0.2 s; fail naming ``what`` (and the session's output) on timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(
+                f"the session ended before {what}:\n{proc.stdout.read() if proc.stdout else ''}"
+            )
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def listening_ports(pid: int) -> dict[str, int]:
+    """The TCP sockets process ``pid`` listens on: local address (``127.0.0.1:26701``) -> backlog."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[3]: int(line.split()[2]) for line in out.splitlines() if f"pid={pid}," in line}
