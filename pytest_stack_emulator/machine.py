@@ -34,6 +34,7 @@ __all__ = [
     "create_overlay",
     "detect_accel",
     "host_arch",
+    "lasting_thread",
     "make_phantom",
     "qemu_binary",
     "qemu_img",
@@ -168,12 +169,26 @@ def require_version(binary: str, version: str) -> None:
         raise HostSetupError(f"{binary} is version {version}, too old for stack-emulator. {INSTALL_QEMU}")
 
 
+# Threads that live as long as their process (besides the main thread): see lasting_thread().
+_lasting_threads: set[threading.Thread] = set()
+
+
+def lasting_thread() -> None:
+    """Declare that the calling thread lives until its process ends (a pool thread that is never
+    shut down, such as the plugin's early start): QEMU started from it gets the parent-death
+    signal too."""
+    _lasting_threads.add(threading.current_thread())
+
+
 def _death_signal_prefix() -> list[str]:
     """``setpriv --pdeathsig KILL``: QEMU dies if the thread that started it dies (pytest
     killed hard). Linux ties that signal to the starting *thread*, so it is only asked for
-    from the main thread: a worker thread that exits would otherwise take QEMU with it. The
-    reaper covers the other cases."""
-    if platform.system() != "Linux" or threading.current_thread() is not threading.main_thread():
+    from the main thread or a :func:`lasting_thread`: a worker thread that exits would
+    otherwise take QEMU with it. The reaper covers the other cases."""
+    thread = threading.current_thread()
+    if platform.system() != "Linux" or (
+        thread is not threading.main_thread() and thread not in _lasting_threads
+    ):
         return []
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []

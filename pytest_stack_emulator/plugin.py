@@ -16,6 +16,7 @@ from . import emulator
 from .config import SPECS, Settings, resolve
 from .errors import ConfigError, HostSetupError, StackEmulatorError
 from .log import LineSink, logger
+from .machine import lasting_thread
 
 pytest_plugins = ["pytest_stack_emulator.fixtures"]
 
@@ -169,7 +170,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _prepare(config, show=False)
     elif _starts_early(config):
         state = state_of(config)
-        state.early = _early_starts.submit(_start, config, state.settings)
+        state.early = _early_starts.submit(_start_early, config, state.settings)
 
 
 # One VM per worker process, started while the worker collects.
@@ -256,6 +257,13 @@ class _Interrupt:
 
 def _warn(message: str) -> None:
     warnings.warn(StackEmulatorWarning(message), stacklevel=1)
+
+
+def _start_early(config: pytest.Config, settings: Settings) -> tuple[emulator.Instance, list[str]]:
+    """_start in the early-start thread, which lives as long as the worker: its QEMU dies with
+    the worker, as one started from the main thread does."""
+    lasting_thread()
+    return _start(config, settings)
 
 
 def _start(config: pytest.Config, settings: Settings) -> tuple[emulator.Instance, list[str]]:
