@@ -6,14 +6,15 @@ from pathlib import Path
 
 from pytest_stack_emulator.builder import CompatImageBuilder, inputs_hash, read_packages
 from pytest_stack_emulator.log import Progress
-from pytest_stack_emulator.manifest import Boot, Manifest
+from pytest_stack_emulator.manifest import Boot, Manifest, stack_services
 
 
 def fake_build(store: Path, digest: str) -> tuple[Path, Manifest]:
     work = store / f".build-{digest}"
     work.mkdir(parents=True)
     (work / "disk.qcow2").write_text(digest)
-    manifest = Manifest("compat", "amd64", "disk.qcow2", 1024, 2, Boot("kernel"), (), digest=digest * 32)
+    boot = Boot("kernel", "vmlinuz", "initrd.img")
+    manifest = Manifest("compat", "amd64", "disk.qcow2", 1024, 2, boot, stack_services(), digest=digest * 32)
     (work / "manifest.json").write_text(manifest.to_json())
     return work, manifest
 

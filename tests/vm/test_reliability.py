@@ -22,6 +22,7 @@ import pytest
 
 from pytest_stack_emulator.health import check_service
 from pytest_stack_emulator.images import Image
+from pytest_stack_emulator.snapshot import SnapshotKey
 from tests.helpers import (
     TEST_BASE_PORT,
     copy_home,
@@ -71,9 +72,14 @@ def run(directory: Path, home: Path, *args: str) -> tuple[int, str, list[dict]]:
     return proc.returncode, out, [json.loads(p.read_text()) for p in sorted(records.glob("*.json"))]
 
 
-def test_kill_9_of_a_session_is_cleaned_up_by_the_next_one(captured_home: Path, tmp_path: Path) -> None:
-    """Case 1: `kill -9` of the pytest process of a `-n 2` session, mid-test."""
+def test_kill_9_of_a_session_is_cleaned_up_by_the_next_one(
+    captured_home: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Case 1: `kill -9` of a `-n 2` session (all its processes), mid-test. Its VMs die with it;
+    the next session frees their ports and run directories and says so (a VM that outlived its
+    owner is stopped too: test_fixture.py)."""
     home = copy_home(captured_home, tmp_path / "home")
+    request.addfinalizer(lambda: [os.kill(pid, signal.SIGKILL) for pid in qemu_pids(str(home))])
     records = suite(tmp_path, SLOW_SUITE, "test_slow.py")
     proc = start_session(tmp_path, home, BASE, "-n", "2", "--dist", "each", "test_slow.py",
                          env={"RECORD_DIR": str(records)})  # fmt: skip
@@ -81,11 +87,11 @@ def test_kill_9_of_a_session_is_cleaned_up_by_the_next_one(captured_home: Path, 
     run_dirs = sorted((home / "run").iterdir())
     leases = sorted((home / "ports").iterdir())
     assert len(run_dirs) == len(leases) == 2
-    # The whole session at once (controller and workers): nothing of it can clean up. Its VMs,
-    # in sessions of their own, die with their worker (parent-death signal).
+    # The whole session at once (controller and workers): nothing of it can clean up. Its VMs
+    # die with their workers (parent-death signal, also for the early-start thread's).
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    wait_for(lambda: not qemu_pids(str(home)), 60, "the killed session's VMs to stop")
+    wait_for(lambda: not qemu_pids(str(home)), 10, "the killed session's VMs to die with it")
     assert all(d.exists() for d in run_dirs + leases), "kill -9 leaves run directories and leases"
 
     suite(tmp_path, RECORDING_SUITE)
@@ -129,11 +135,12 @@ def test_ctrl_c_during_the_capture_leaves_nothing_and_the_next_run_captures(
 
 
 def test_a_truncated_snapshot_is_dropped_and_captured_again_once(captured_home: Path, tmp_path: Path) -> None:
-    """Case 3: a truncated RAM file. The controller drops it and captures once, under the lock;
+    """Case 3: a truncated migration file. The controller drops it and captures once, under the lock;
     both workers resume the new snapshot (a corrupt one that QEMU refuses: test_fixture.py)."""
     home = copy_home(captured_home, tmp_path / "home")
     [snapshot] = snapshot_dirs(home)
-    ram = snapshot / "ram.raw"
+    key = SnapshotKey(**json.loads((snapshot / "meta.json").read_text())["key"])
+    ram = snapshot / key.migration_file  # the device state (template), or RAM and devices
     size = ram.stat().st_size
     os.truncate(ram, size // 2)
     suite(tmp_path, RECORDING_SUITE)
@@ -249,11 +256,12 @@ def test_a_service_that_never_gets_healthy_fails_only_its_worker(
     unhealthy = r"minio \(GET http://127\.0\.0\.1:\d+/never-healthy: HTTP 404\)"
     assert re.search(rf"snapshot resume failed in \S+-gw1, cold boot instead: .*not healthy after 5 s\. "
                      rf"Still failing: {unhealthy}\.", out), out  # fmt: skip
-    assert re.search(rf"HealthTimeout: services of the VM in \S+-gw1 not healthy after 45 s\. Still failing: "
-                     rf"(\w+ \(.*\); )*{unhealthy}", out), out  # fmt: skip
+    timeout = re.search(rf"HealthTimeout: services of the VM in (\S+)-gw1 not healthy after 45 s\. Still "
+                        rf"failing: (\w+ \(.*\); )*{unhealthy}", out)  # fmt: skip
+    assert timeout, out
     assert re.search(r"serial log tail \(\S+-gw1/serial\.log\):\n.*\S", out), out  # lines, or "(empty)"
-    print(next(line for line in out.splitlines() if "HealthTimeout: services" in line))
-    assert qemu_pids(str(captured_home)) == []
+    print(timeout.group(0))
+    assert qemu_pids(f"{timeout.group(1)}-") == []  # this session's VMs
 
 
 DYING_SUITE = """
@@ -287,8 +295,9 @@ def test_a_guest_that_dies_mid_test_fails_its_worker_clearly(captured_home: Path
     assert kept.name.endswith("-gw1")
     assert (kept / "serial.log").exists()
     assert (kept / "qemu.log").exists()
-    assert [d for d in (captured_home / "run").iterdir()] == [kept]  # gw0's run directory is gone
-    assert qemu_pids(str(captured_home)) == []
+    session = kept.name.removesuffix("-gw1")
+    assert sorted((captured_home / "run").glob(f"{session}-*")) == [kept]  # gw0's run directory is gone
+    assert qemu_pids(f"{captured_home}/run/{session}-") == []
     shutil.rmtree(kept)
 
 

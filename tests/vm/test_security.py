@@ -56,8 +56,10 @@ def test_run_directories_and_keys_are_private_and_the_home_not_world_writable(
     assert mode(stack.machine.cfg.sockets) == 0o700
     assert mode(captured_home / "run") == 0o700
     assert not mode(captured_home) & stat.S_IWOTH
-    for ram in (captured_home / "snapshots").glob("*/ram.*"):
-        assert mode(ram) == 0o600
+    # A home the plugin makes is private (snapshots hold placeholder keys only: CONTRACT §4).
+    made = tmp_path / "new-home"
+    emulator.Home(made).ensure()
+    assert (mode(made), mode(made / "run")) == (0o700, 0o700)
     # A home anyone may write to is refused before anything is written into it.
     shared = tmp_path / "world-writable"
     shared.mkdir()
@@ -131,13 +133,17 @@ def test_keys(stack_emulator):
 
 
 def grep(secrets: list[str], root: Path, skip: tuple[str, ...] = ()) -> list[str]:
-    """Files under ``root`` (but ``skip``) that contain one of ``secrets``."""
+    """Files under ``root`` (but ``skip``) that contain one of ``secrets``, read in chunks."""
     found = []
     for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink() and path.name not in skip:
-            data = path.read_bytes()
-            found += [f"{path} holds {s[:6]}..." for s in secrets if s.encode() in data]
-    return found
+        if not path.is_file() or path.is_symlink() or path.name in skip:
+            continue
+        with path.open("rb") as f:
+            tail = b""
+            while chunk := f.read(1 << 24):
+                data, tail = tail + chunk, (tail + chunk)[-64:]
+                found += [f"{path} holds {s[:6]}..." for s in secrets if s.encode() in data]
+    return sorted(set(found))
 
 
 def test_rotated_secrets_are_never_printed_logged_or_written_on_the_host(
@@ -162,22 +168,24 @@ def test_rotated_secrets_are_never_printed_logged_or_written_on_the_host(
     assert grep(secrets, captured_home, skip=("disk.qcow2",)) == []
     shutil.rmtree(vm_dir)
 
-    # `stack-emulator start` prints no rotated secret: a command after `--` gets it in its env.
+    # `stack-emulator run` hands the rotated secret to its command and prints it nowhere.
     out_file = tmp_path / "from-app"
     app = [
         sys.executable,
         "-c",
         f"import os; open({str(out_file)!r}, 'w').write(os.environ['STACK_SECRET_SERVER_KEY'])",
     ]
-    cli = [sys.executable, "-m", "pytest_stack_emulator.cli", "start", "--rotate", f"--home={captured_home}",
-           f"--base-port={BASE}"]  # fmt: skip
-    ran = subprocess.run([*cli, "--", *app], capture_output=True, text=True, timeout=300)
+    cli = [sys.executable, "-m", "pytest_stack_emulator.cli"]
+    options = ["--rotate", f"--home={captured_home}", f"--base-port={BASE}"]
+    ran = subprocess.run([*cli, "run", *options, "--", *app], capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr
     secret = out_file.read_text()
     assert re.fullmatch("[0-9a-f]{64}", secret)
     assert secret not in ran.stdout + ran.stderr
-    # Without a command it prints the env, with the secret left out.
-    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert "(secret: not printed; `stack-emulator env " in ran.stderr
+    # `start` describes the stack without its rotated secrets; `env` prints them when asked.
+    proc = subprocess.Popen([*cli, "start", "--json", *options], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)  # fmt: skip
     try:
         assert proc.stdout is not None
         lines = []
@@ -185,15 +193,18 @@ def test_rotated_secrets_are_never_printed_logged_or_written_on_the_host(
             lines.append(line)
             if line.startswith("}"):
                 break
-        env = json.loads("".join(lines))["env"]
-        assert (
-            env["STACK_SECRET_SERVER_KEY"] == "(rotated; not printed: run your app with `start -- COMMAND`)"
-        )
-        assert re.fullmatch("[0-9a-f]{64}", env["STACK_PUBLISHABLE_CLIENT_KEY"])  # publishable: shown
+        described = json.loads("".join(lines))
+        hidden = f"(secret: not printed; `stack-emulator env {described['id']}` prints it, `run -- CMD` passes it on)"
+        assert described["keys"]["secret_server_key"] == described["keys"]["super_secret_admin_key"] == hidden
+        assert described["env"]["STACK_SECRET_SERVER_KEY"] == hidden
+        assert re.fullmatch("[0-9a-f]{64}", described["keys"]["publishable_client_key"])  # publishable: shown
+        env = subprocess.run([*cli, "env", f"--home={captured_home}", "--format=json", described["id"]],
+                             capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        assert re.fullmatch("[0-9a-f]{64}", json.loads(env.stdout)["STACK_SECRET_SERVER_KEY"])
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
-    assert qemu_pids(f"{captured_home}/run/[^ ]*-cli/") == []
+    assert qemu_pids(f"{captured_home}/run/[^ ]*cli") == []
 
 
 # The backend's routes that authenticate by themselves, and why they are open.
