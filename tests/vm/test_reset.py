@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_stack_emulator import emulator
+from pytest_stack_emulator.builder import file_digest
 from pytest_stack_emulator.config import resolve
 from tests.helpers import TEST_BASE_PORT, make_home, qemu_pids
 
@@ -29,7 +30,11 @@ def emails(stack: emulator.StackEmulator) -> list[str]:
 
 def test_reset_discards_what_was_made_and_keeps_the_handle_ports_and_clock(home: Path) -> None:
     settings = resolve({"image": "compat", "home": home, "base_port": BASE_PORT}, {}, {})
-    inst = emulator.start(emulator.prepare(settings), worker="reset")
+    prepared = emulator.prepare(settings)
+    inst = emulator.start(prepared, worker="reset")
+    memory = prepared.snapshot.memory if prepared.snapshot is not None else None
+    assert memory is not None, "templating is the default with QEMU 10"
+    ram_before = file_digest(memory)
     try:
         handle, ports, old_pid = inst.handle, dict(inst.handle.ports), inst.machine.pid
         with handle.client("server") as server:
@@ -57,6 +62,8 @@ def test_reset_discards_what_was_made_and_keeps_the_handle_ports_and_clock(home:
         assert 0 < seconds < settings.resume_timeout
     finally:
         inst.stop()
+    # The clones wrote to their RAM (copy on write): the template's RAM file is unchanged.
+    assert file_digest(memory) == ram_before
     assert qemu_pids(str(inst.vm_dir)) == []
     assert not inst.vm_dir.exists()
 
