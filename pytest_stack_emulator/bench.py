@@ -331,6 +331,7 @@ def chart(result: dict[str, Any], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(max(7, len(labels) * 0.8), 4))
     bars = ax.bar(labels, values, color=colors)
     ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("seconds to all services healthy (log)")
     m = result["machine"]

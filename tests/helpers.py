@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from pytest_stack_emulator import emulator
 from pytest_stack_emulator.config import resolve
@@ -101,3 +103,16 @@ def listening_ports(pid: int) -> dict[str, int]:
     """The TCP sockets process ``pid`` listens on: local address (``127.0.0.1:26701``) -> backlog."""
     out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
     return {line.split()[3]: int(line.split()[2]) for line in out.splitlines() if f"pid={pid}," in line}
+
+
+def read_json_block(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """The JSON object `stack-emulator start --json` prints first, read from its stdout while
+    the stack keeps running."""
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("}"):
+            break
+    block: dict[str, Any] = json.loads("".join(lines))
+    return block

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from pytest_stack_emulator import emulator
-from tests.helpers import TEST_BASE_PORT, resumed_stack
+from tests.helpers import TEST_BASE_PORT, read_json_block, resumed_stack
 from tests.projects_scenario import check_config_file, check_new_project
 
 PROJECTS_BASE_PORT = TEST_BASE_PORT + 400
@@ -124,13 +124,7 @@ def test_cli_start_prints_the_config_files_project(vm_home: Path, tmp_path: Path
         env={**os.environ, "STACK_EMULATOR_BASE_PORT": str(PROJECTS_BASE_PORT + 50)},
     )  # fmt: skip
     try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("}"):
-                break
-        out = json.loads("".join(lines))
+        out = read_json_block(proc)
         env = out["env"]
         assert out["project_id"] == env["STACK_PROJECT_ID"] != "internal"
         r = httpx.post(

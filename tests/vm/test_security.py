@@ -22,7 +22,7 @@ import pytest
 from pytest_stack_emulator import emulator
 from pytest_stack_emulator.config import resolve
 from pytest_stack_emulator.errors import ConfigError
-from tests.helpers import TEST_BASE_PORT, listening_ports, qemu_pids, session_argv
+from tests.helpers import TEST_BASE_PORT, listening_ports, qemu_pids, read_json_block, session_argv
 
 BASE = TEST_BASE_PORT + 800
 
@@ -187,13 +187,7 @@ def test_rotated_secrets_are_never_printed_logged_or_written_on_the_host(
     proc = subprocess.Popen([*cli, "start", "--json", *options], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)  # fmt: skip
     try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("}"):
-                break
-        described = json.loads("".join(lines))
+        described = read_json_block(proc)
         hidden = f"(secret: not printed; `stack-emulator env {described['id']}` prints it, `run -- CMD` passes it on)"
         assert described["keys"]["secret_server_key"] == described["keys"]["super_secret_admin_key"] == hidden
         assert described["env"]["STACK_SECRET_SERVER_KEY"] == hidden
