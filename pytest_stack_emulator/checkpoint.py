@@ -30,6 +30,7 @@ from .errors import StackEmulatorError
 from .images import locked
 from .log import Progress, Warn, get_logger
 from .snapshot import Snapshot, SnapshotKey, migrate_to_file
+from .snapshot_archive import data_ranges
 
 if TYPE_CHECKING:
     from .handle import StackEmulator
@@ -162,20 +163,13 @@ def _stale(root: Path, name: str, keep: SnapshotKey) -> list[Path]:
 
 
 def _sparse_copy(source: Path, target: Path) -> None:
-    """Copy a mostly empty file, keeping its holes (``SEEK_DATA``/``SEEK_HOLE``)."""
+    """Copy a mostly empty file, keeping its holes."""
     with source.open("rb") as src, target.open("wb") as dst:
         size = os.fstat(src.fileno()).st_size
-        offset = 0
-        while offset < size:
-            try:
-                data = os.lseek(src.fileno(), offset, os.SEEK_DATA)
-            except OSError:  # ENXIO: only a hole is left
-                break
-            hole = os.lseek(src.fileno(), data, os.SEEK_HOLE)
-            while data < hole:
-                copied = os.copy_file_range(src.fileno(), dst.fileno(), hole - data, data, data)
+        for start, end in data_ranges(src.fileno(), size):
+            while start < end:
+                copied = os.copy_file_range(src.fileno(), dst.fileno(), end - start, start, start)
                 if copied == 0:
-                    raise OSError(f"copying {source} to {target} stopped at byte {data} of {size}")
-                data += copied
-            offset = hole
+                    raise OSError(f"copying {source} to {target} stopped at byte {start} of {size}")
+                start += copied
         dst.truncate(size)

@@ -37,7 +37,7 @@ RECORD_MAX = 4 * 1024 * 1024
 ZERO = bytes(BLOCK)
 
 
-def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
+def data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
     """(start, end) of the parts of a file that hold data; all of it without SEEK_DATA."""
     pos = 0
     while pos < size:
@@ -55,7 +55,7 @@ def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
 
 def _records(f: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of the non-zero runs of ``f``, each at most RECORD_MAX long."""
-    for start, end in _data_ranges(f.fileno(), size):
+    for start, end in data_ranges(f.fileno(), size):
         f.seek(start)
         run_start, run = start, bytearray()
         pos = start
