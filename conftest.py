@@ -24,6 +24,12 @@ def compat_image() -> Image:
 
 
 @pytest.fixture(scope="session")
+def compat_arm64_image() -> Image:
+    """The arm64 compat image (scripts/test builds it before pytest, so this reuses it)."""
+    return ImageStore(CACHE_HOME / "images", CACHE_HOME / "locks").compat(arch="arm64")
+
+
+@pytest.fixture(scope="session")
 def vm_home(tmp_path_factory: pytest.TempPathFactory, compat_image: Image) -> Path:
     """A stack-emulator home for this test session, sharing the image cache."""
     return make_home(tmp_path_factory.mktemp("stack-home"))

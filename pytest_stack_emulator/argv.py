@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .arch import machine_type
 from .errors import MachineError
 from .manifest import Manifest
 
@@ -53,6 +54,8 @@ class MachineConfig:
     # from a read-only file (its clones). None: anonymous RAM.
     memory: Path | None = None
     memory_shared: bool = False
+    # UEFI firmware for an arm64 image that boots from its disk (arch.find_firmware).
+    firmware: Path | None = None
     extra_args: list[str] = field(default_factory=list)
 
     @property
@@ -80,10 +83,11 @@ def hostfwd(host_ports: Mapping[str, int], guest_ports: Mapping[str, int]) -> st
 def build_argv(cfg: MachineConfig) -> list[str]:
     """The QEMU command line. Device order is part of the snapshot format: keep it stable."""
     m = cfg.manifest
+    machine = machine_type(m.arch, m.machine, cfg.accel)
     argv = [
         cfg.qemu,
         "-name", "stack-emulator,debug-threads=on",
-        "-machine", m.machine if cfg.memory is None else f"{m.machine},memory-backend=ram0",
+        "-machine", machine if cfg.memory is None else f"{machine},memory-backend=ram0",
         "-accel", cfg.accel,
         "-cpu", cfg.cpu,
         "-m", str(m.ram_mb),
@@ -105,6 +109,8 @@ def build_argv(cfg: MachineConfig) -> list[str]:
             "-append", m.boot.append or "",
         ]  # fmt: skip
     elif m.boot.method == "firmware":
+        if cfg.firmware is not None:
+            argv += ["-bios", str(cfg.firmware)]
         argv += ["-boot", "order=c"]
     else:
         raise MachineError(f"image manifest asks for unknown boot method {m.boot.method!r}")

@@ -83,6 +83,7 @@ def machine_facts(prepared: emulator.Prepared) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "image": prepared.image.source,
+        "guest_arch": prepared.image.manifest.arch,
         "guest_ram_mb": prepared.image.manifest.ram_mb,
         "guest_vcpus": prepared.image.manifest.vcpus,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -125,7 +126,7 @@ def resume_group(prepared: emulator.Prepared, count: int) -> dict[str, Any]:
     }
 
 
-def session_overhead(home: Path, workers: int, base_port: int) -> tuple[float, float]:
+def session_overhead(home: Path, workers: int, base_port: int, arch: str = "auto") -> tuple[float, float]:
     """Seconds from launching pytest to the first test body running, and to the last worker's
     first test, snapshot already cached."""
     with tempfile.TemporaryDirectory(prefix="stack-bench-") as tmp:
@@ -146,7 +147,7 @@ def session_overhead(home: Path, workers: int, base_port: int) -> tuple[float, f
         out.mkdir()
         cmd = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider",
                "--stack-emulator", "--stack-emulator-image=compat", f"--stack-emulator-home={home}",
-               f"--stack-emulator-base-port={base_port}"]  # fmt: skip
+               f"--stack-emulator-base-port={base_port}", f"--stack-emulator-arch={arch}"]  # fmt: skip
         if workers > 1:
             cmd += ["-n", str(workers)]
         launched = time.time()
@@ -184,11 +185,15 @@ def measure(prepared: emulator.Prepared, workers: tuple[int, ...], repeat: int) 
 
 
 def run(
-    home: Path, repeat: int = 5, workers: tuple[int, ...] = (1, 2, 4), overhead: bool = True
+    home: Path,
+    repeat: int = 5,
+    workers: tuple[int, ...] = (1, 2, 4),
+    overhead: bool = True,
+    arch: str = "auto",
 ) -> dict[str, Any]:
     """Every measurement, in one run, on a home whose snapshots are captured afresh here: one
     snapshot per restore method this QEMU has, each resumed the same way."""
-    base = resolve({"image": "compat", "home": home, "base_port": BENCH_BASE_PORT}, {}, {})
+    base = resolve({"image": "compat", "home": home, "base_port": BENCH_BASE_PORT, "arch": arch}, {}, {})
     shutil.rmtree(home / "snapshots", ignore_errors=True)
     default = emulator.prepare(base)
     if default.snapshot is None:
@@ -237,7 +242,7 @@ def run(
     one = str(workers[0])
     result["resume_stream_s"] = measured[STREAM]["resume_s"][one]
     if overhead:
-        overheads = {str(n): session_overhead(home, n, BENCH_BASE_PORT) for n in (1, 4)}
+        overheads = {str(n): session_overhead(home, n, BENCH_BASE_PORT, arch) for n in (1, 4)}
         result["session_overhead_s"] = {n: round(first, 3) for n, (first, _) in overheads.items()}
         result["session_overhead_last_s"] = {n: round(last, 3) for n, (_, last) in overheads.items()}
     else:
@@ -298,7 +303,7 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{ratios['template_uss_over_mapped_ram']:.1%}"))  # fmt: skip
     lines = [
         f"Machine: {m['cores']} cores, {m['cpu']}, accelerator {m['accelerator']}, QEMU {m['qemu_version']}, "
-        f"guest {m['guest_ram_mb']} MiB / {m['guest_vcpus']} vCPU, {m['date']}",
+        f"guest {m.get('guest_arch', 'amd64')} {m['guest_ram_mb']} MiB / {m['guest_vcpus']} vCPU, {m['date']}",
         "",
         "| measurement | result |",
         "|---|---|",
@@ -343,7 +348,7 @@ def chart(result: dict[str, Any], path: Path) -> bool:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings: Settings = resolve({"home": args.home} if args.home else {}, {})
+    settings: Settings = resolve({"home": args.home, "arch": args.arch}, {})
     output: Path = args.output.resolve()  # the pytest runs below have their own cwd
     output.mkdir(parents=True, exist_ok=True)
     home = output / "home"
@@ -354,7 +359,7 @@ def main(args: argparse.Namespace) -> int:
     workers = tuple(int(w) for w in args.workers.split(","))
     repeat = 1 if args.quick else args.repeat
     try:
-        result = run(home, repeat=repeat, workers=workers, overhead=True)
+        result = run(home, repeat=repeat, workers=workers, overhead=True, arch=settings.arch)
     finally:
         emulator.stop_all()  # nothing outlives the benchmark, also on Ctrl-C
     (output / "bench.json").write_text(json.dumps(result, indent=2) + "\n")

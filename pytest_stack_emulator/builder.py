@@ -19,14 +19,15 @@ import contextlib
 import hashlib
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import BuildError, HostSetupError
+from .arch import AMD64, guest_arch, host_arch, kernel_append
+from .build_host import check_host_tools, remove_dead_builds, remove_work_dir, run_command
+from .errors import BuildError
 from .log import Progress, get_logger
 from .machine import qemu_img
 from .manifest import Boot, Manifest, stack_services
@@ -65,13 +66,14 @@ def cloud_init_dir() -> Path:
     )
 
 
-def read_packages(source: Path) -> list[str]:
+def read_packages(source: Path, arch: str = AMD64) -> list[str]:
+    """The guest's Debian packages; ``{arch}`` in a name is the guest's architecture."""
     path = source / "packages"
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
         raise BuildError(f"{path} is missing: it lists the guest's Debian packages") from None
-    return [word for line in lines for word in line.split("#", 1)[0].split()]
+    return [word.replace("{arch}", arch) for line in lines for word in line.split("#", 1)[0].split()]
 
 
 def _files(root: Path) -> Iterable[Path]:
@@ -101,40 +103,6 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_host_tools() -> None:
-    missing = [t for t in ("mmdebstrap", "mkfs.ext4", "qemu-img") if shutil.which(t) is None]
-    if missing:
-        raise HostSetupError(
-            f"building the compat image needs {', '.join(missing)} on PATH. On Debian: "
-            "`apt-get install mmdebstrap e2fsprogs qemu-utils` (or run scripts/setup)."
-        )
-    if os.geteuid() != 0:
-        raise HostSetupError(
-            "building the compat image runs mmdebstrap as root, so that file owners in the guest "
-            "are right. Run `sudo stack-emulator build-image`, or pull a built image instead."
-        )
-
-
-def _run(cmd: list[str], what: str, on_line: Callable[[str], None] | None = None) -> None:
-    """Run a host command, streaming its output; on failure show the tail and the command."""
-    log.debug("running: %s", " ".join(cmd))
-    tail: list[str] = []
-    with subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip()
-            tail = [*tail[-40:], line]
-            if on_line:
-                on_line(line)
-        code = proc.wait()
-    if code != 0:
-        raise BuildError(
-            f"{what} failed (exit code {code}).\ncommand: {' '.join(cmd)}\n" + "\n".join(tail[-25:])
-        )
-
-
 @dataclass
 class BuildResult:
     manifest: Manifest
@@ -156,17 +124,19 @@ class CompatImageBuilder:
         mirror: str | None = None,
         provision_timeout: float = 900.0,
         accel: str = "auto",
+        arch: str = AMD64,
     ) -> None:
+        self.arch = guest_arch(arch).name
         self.store_dir = store_dir
         self.source = source or cloud_init_dir()
         self.mirror = mirror or os.environ.get("STACK_EMULATOR_DEBIAN_MIRROR")
         self.provision_timeout = provision_timeout
         self.accel = accel
-        self.target = store_dir / f"{COMPAT_NAME}-amd64"
+        self.target = store_dir / f"{COMPAT_NAME}-{self.arch}"
 
     @property
     def directory(self) -> Path:
-        """The build the ``compat-amd64`` pointer names (a real directory, never replaced)."""
+        """The build the ``compat-<arch>`` pointer names (a real directory, never replaced)."""
         return self.target.resolve()
 
     def cached(self) -> BuildResult | None:
@@ -194,19 +164,20 @@ class CompatImageBuilder:
 
     def build(self, force: bool = False) -> BuildResult:
         """Build into a new directory named after the disk's digest, then switch the
-        ``compat-amd64`` pointer to it. A build in use by a running VM or a snapshot is never
+        ``compat-<arch>`` pointer to it. A build in use by a running VM or a snapshot is never
         overwritten in place; the newest :data:`KEEP_BUILDS` stay (another branch's inputs
         reuse theirs), older ones are removed."""
         started = time.monotonic()
         if not force and (cached := self.cached()) is not None:
             log.info("compat image is up to date: %s", cached.directory)
             return cached
-        check_host_tools()
-        work = self.store_dir / f".build-{COMPAT_NAME}-{os.getpid()}"
-        shutil.rmtree(work, ignore_errors=True)
+        check_host_tools(self.arch)
+        remove_dead_builds(self.store_dir)
+        work = self.store_dir / f".build-{COMPAT_NAME}-{self.arch}-{os.getpid()}"
+        remove_work_dir(work)
         (work / "scratch").mkdir(parents=True)
         try:
-            with Progress("build-image", log) as progress:
+            with Progress(f"build-image {self.arch}", log) as progress:
                 manifest = self._build(work, progress)
                 serial = work / "scratch" / "provision-vm" / "serial.log"
                 if serial.exists():
@@ -214,7 +185,7 @@ class CompatImageBuilder:
                 shutil.rmtree(work / "scratch")
                 final = self._install(work, manifest, progress)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_work_dir(work)
         return BuildResult(manifest, final, True, time.monotonic() - started)
 
     def _install(self, work: Path, manifest: Manifest, progress: Progress) -> Path:
@@ -240,27 +211,31 @@ class CompatImageBuilder:
     def _build(self, work: Path, progress: Progress) -> Manifest:
         digest_in = inputs_hash(self.source)
         rootfs = work / "rootfs"
-        progress.step("mmdebstrap: root filesystem from Debian packages")
+        foreign = "" if self.arch == host_arch() else ", through qemu-user"
+        progress.step(f"mmdebstrap: {self.arch} root filesystem from Debian packages{foreign}")
         self._mmdebstrap(rootfs, work, progress)
 
         progress.step("kernel and initrd for direct kernel boot")
         kernel = sorted((rootfs / "boot").glob("vmlinuz-*"))
         initrd = sorted((rootfs / "boot").glob("initrd.img-*"))
         if not kernel or not initrd:
-            raise BuildError(f"no kernel or initrd in {rootfs / 'boot'}: is linux-image-amd64 in packages?")
+            raise BuildError(f"no kernel or initrd in {rootfs / 'boot'}: is linux-image-{{arch}} in "
+                             f"{self.source / 'packages'}?")  # fmt: skip
         shutil.copy2(kernel[-1], work / "vmlinuz")
         shutil.copy2(initrd[-1], work / "initrd.img")
 
         progress.step(f"mkfs.ext4 -d: {DISK_SIZE} filesystem image, no mount")
         raw = work / "disk.raw"
-        _run(
+        self._run(
+            progress,
             ["mkfs.ext4", "-q", "-F", "-L", "stackroot", "-d", str(rootfs), "-E",
              "lazy_itable_init=0,lazy_journal_init=0", str(raw), DISK_SIZE],
             "mkfs.ext4",
         )  # fmt: skip
         shutil.rmtree(rootfs)
         work_disk = work / "provision.qcow2"
-        _run(
+        self._run(
+            progress,
             [qemu_img(), "convert", "-f", "raw", "-O", "qcow2", str(raw), str(work_disk)],
             "qemu-img convert",
         )
@@ -270,8 +245,9 @@ class CompatImageBuilder:
         self._provision(work, work_disk, digest_in, progress)
 
         progress.step("compressing the qcow2 (zstd)")
-        disk_name = "stack-emulator-amd64.qcow2"
-        _run(
+        disk_name = f"stack-emulator-{self.arch}.qcow2"
+        self._run(
+            progress,
             [qemu_img(), "convert", "-c", "-f", "qcow2", "-O", "qcow2", "-o",
              "compression_type=zstd", str(work_disk), str(work / disk_name)],
             "qemu-img convert -c",
@@ -279,11 +255,17 @@ class CompatImageBuilder:
         work_disk.unlink()
         manifest = Manifest(
             name=COMPAT_NAME,
-            arch="amd64",
+            arch=self.arch,
             disk=disk_name,
             ram_mb=COMPAT_RAM_MB,
             vcpus=COMPAT_VCPUS,
-            boot=Boot(method="kernel", kernel="vmlinuz", initrd="initrd.img", append=KERNEL_APPEND),
+            boot=Boot(
+                method="kernel",
+                kernel="vmlinuz",
+                initrd="initrd.img",
+                append=kernel_append(self.arch, KERNEL_APPEND),
+            ),
+            machine=guest_arch(self.arch).machine,
             services=stack_services("81", mock_oauth_health="/.well-known/openid-configuration"),
             inputs_hash=digest_in,
             digest=file_digest(work / disk_name),
@@ -295,7 +277,7 @@ class CompatImageBuilder:
         return manifest
 
     def _mmdebstrap(self, rootfs: Path, work: Path, progress: Progress) -> None:
-        packages = read_packages(self.source)
+        packages = read_packages(self.source, self.arch)
         setup = work / "scratch" / "setup-hook.sh"
         # The initramfs settings go in before the kernel package, whose install builds it.
         setup.write_text(
@@ -316,7 +298,7 @@ class CompatImageBuilder:
             'rm -f "$1/etc/machine-id" && : > "$1/etc/machine-id"\n'
         )
         cmd = [
-            "mmdebstrap", "--mode=root", "--variant=apt", "--format=directory",
+            "mmdebstrap", "--mode=root", "--variant=apt", "--format=directory", f"--architectures={self.arch}",
             f"--include={','.join(packages)}",
             "--dpkgopt=path-exclude=/usr/share/man/*",
             "--dpkgopt=path-exclude=/usr/share/doc/*",
@@ -334,8 +316,19 @@ class CompatImageBuilder:
             if line.startswith(("I: ", "E: ", "W: ")):
                 progress.step(f"mmdebstrap {line}")
 
-        _run(cmd, "mmdebstrap", on_line=show)
+        self._run(progress, cmd, "mmdebstrap", on_line=show)
+
+    @staticmethod
+    def _run(
+        progress: Progress, cmd: list[str], what: str, on_line: Callable[[str], None] | None = None
+    ) -> None:
+        def quiet(elapsed: float, last: str) -> None:
+            progress.step(
+                f"{what}: still running after {elapsed:.0f} s; last output: {last[:100] or '(none yet)'}"
+            )
+
+        run_command(cmd, what, on_line=on_line, on_quiet=quiet)
 
     def _provision(self, work: Path, disk: Path, digest_in: str, progress: Progress) -> None:
         provision_boot(self.source, work, disk, self.accel, self.provision_timeout, progress,
-                       ram_mb=COMPAT_RAM_MB, vcpus=COMPAT_VCPUS)  # fmt: skip
+                       ram_mb=COMPAT_RAM_MB, vcpus=COMPAT_VCPUS, arch=self.arch)  # fmt: skip

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import cli_stacks, emulator
+from .arch import resolve_arch
 from .cli_options import add_settings_options as _settings_options
 from .cli_options import settings_from_args as _settings
 from .errors import StackEmulatorError
@@ -19,8 +20,9 @@ def cmd_build_image(args: argparse.Namespace) -> int:
     result = (
         emulator.Home(settings.home)
         .image_store()
-        .build_compat(force=args.force, accel=settings.accel, provision_timeout=args.provision_timeout)
-    )
+        .build_compat(force=args.force, accel=settings.accel, provision_timeout=args.provision_timeout,
+                      arch=resolve_arch(settings.arch))
+    )  # fmt: skip
     state = f"built in {result.seconds:.0f} s" if result.built else "up to date"
     print(f"{result.directory / result.manifest.disk} ({state})")
     return 0
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("build-image", help="Build the compat image from cloud_init/ (cached by input hash)")
-    _settings_options(p, ("home", "accel"))
+    _settings_options(p, ("home", "arch", "accel"))
     p.add_argument("--force", action="store_true", help="Rebuild even if the inputs are unchanged")
     p.add_argument(
         "--provision-timeout",
@@ -80,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reap)
 
     p = sub.add_parser("bench", help="Measure cold boot, capture, resume and teardown side by side")
-    _settings_options(p, ("home",))
+    _settings_options(p, ("home", "arch"))
     p.add_argument(
         "--output",
         type=Path,

@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .arch import ARCHES, resolve_arch
 from .cli_options import add_settings_options as _settings_options
 from .cli_options import settings_from_args as _settings
 from .home import Home
 from .inventory import list_images, list_snapshots, prune
 from .log import human_bytes
-from .pull import ARCHES, PullSpec
+from .pull import PullSpec
 from .releases import DEFAULT_REPO
 from .snapshot_transfer import export_snapshot, import_snapshot
 
@@ -21,7 +22,12 @@ from .snapshot_transfer import export_snapshot, import_snapshot
 def cmd_pull(args: argparse.Namespace) -> int:
     home = Home(_settings(args).home)
     spec = PullSpec(
-        repo=args.repo, tag=args.tag, branch=args.branch, url=args.url, sha256=args.sha256, arch=args.arch
+        repo=args.repo,
+        tag=args.tag,
+        branch=args.branch,
+        url=args.url,
+        sha256=args.sha256,
+        arch=resolve_arch(args.arch),
     )
     image = home.image_store().pull(spec, force=args.force)
     print(image.disk)
@@ -106,7 +112,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--url", help="download this .qcow2 or .qcow2.zst instead; --tag then names the "
                    "tag whose base.env goes with it")  # fmt: skip
     p.add_argument("--sha256", metavar="HEX", help="sha256 of the file downloaded; else a .sha256 sibling's")
-    p.add_argument("--arch", choices=ARCHES, default="amd64", help="default amd64")
+    p.add_argument("--arch", choices=("auto", *ARCHES), default="auto", help="default auto: the host's")
     p.add_argument("--force", action="store_true", help="download again even if the store has this asset")
     p.set_defaults(func=cmd_pull)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .arch import ARCHES
 from .config_file import load_config_file
 from .errors import ConfigError
 from .machine import ACCELERATORS
@@ -137,6 +138,8 @@ SPECS: tuple[Spec, ...] = (
          "or .json): one project per file path, given the file's config at every start (default: internal)",
          None, _project_config, env="STACK_EMULATOR_PROJECT_CONFIG", metavar="FILE",
          cli_aliases=("--config-file",)),
+    Spec("arch", f"Guest architecture: auto (the host's), {', '.join(ARCHES)} (default: auto)", "auto",
+         _choice(("auto", *ARCHES)), env="STACK_EMULATOR_ARCH", metavar="ARCH"),
     Spec("accel", f"Accelerator: {', '.join(ACCELERATORS)} (default: auto)", "auto",
          _choice(ACCELERATORS), env="STACK_EMULATOR_ACCEL", metavar="NAME"),
     Spec("restore", f"Snapshot restore: {', '.join(RESTORE_METHODS)} (default: auto: template where QEMU can, else mapped-ram, else stream)",
@@ -164,6 +167,7 @@ class Settings:
     cold: bool = False
     share: Path | None = None
     project_config: Path | None = None
+    arch: str = "auto"
     accel: str = "auto"
     restore: str = "auto"
     boot_timeout: float = 300.0

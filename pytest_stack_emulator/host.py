@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .arch import cpu_model
 from .errors import HostSetupError, MachineError
 from .machine import AccelChoice, detect_accel, qemu_binary, qemu_img, qemu_version, require_version
 from .qmp import QMPConnection
@@ -23,14 +24,14 @@ class HostInfo:
     cpu: str = "max"
 
 
-_probe_cache: dict[tuple[str, str], HostInfo] = {}
+_probe_cache: dict[tuple[str, str, str], HostInfo] = {}
 
 
 def probe_host(arch: str, accel: str = "auto") -> HostInfo:
     """QEMU's path, version and migration capabilities (§5.4), and the accelerator (§5.5).
     A missing or too old QEMU or qemu-img is a :class:`HostSetupError` that says how to install it."""
     qemu = qemu_binary(arch)
-    cache_key = (qemu, accel)
+    cache_key = (qemu, accel, arch)
     if cache_key in _probe_cache:
         return _probe_cache[cache_key]
     version = qemu_version(qemu)
@@ -62,6 +63,6 @@ def probe_host(arch: str, accel: str = "auto") -> HostInfo:
                 proc.wait()
     finally:
         shutil.rmtree(sock_dir, ignore_errors=True)
-    info = HostInfo(qemu, version, choice, caps)
+    info = HostInfo(qemu, version, choice, caps, cpu_model(arch, choice.name))
     _probe_cache[cache_key] = info
     return info

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from .arch import AMD64, resolve_arch
 from .builder import COMPAT_NAME, BuildResult, CompatImageBuilder, file_digest
 from .errors import ImageError
 from .log import Progress, get_logger
@@ -97,30 +98,27 @@ class ImageStore:
         return self.locks / f"image-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lock"
 
     def build_compat(
-        self, force: bool = False, accel: str = "auto", provision_timeout: float = 900.0
+        self, force: bool = False, accel: str = "auto", provision_timeout: float = 900.0, arch: str = AMD64
     ) -> BuildResult:
-        """The compat image, built under the store's lock unless it is up to date."""
-        builder = CompatImageBuilder(self.root, accel=accel, provision_timeout=provision_timeout)
+        """The compat image for ``arch``, built under the store's lock unless it is up to date."""
+        builder = CompatImageBuilder(self.root, accel=accel, provision_timeout=provision_timeout, arch=arch)
         if not force and (cached := builder.cached()) is not None:
             return cached
-        with locked(self._lock(COMPAT_NAME), "building the compat image"):
+        with locked(self._lock(f"{COMPAT_NAME}-{arch}"), f"building the {arch} compat image"):
             return builder.build(force=force)
 
-    def compat(self, force: bool = False, accel: str = "auto") -> Image:
-        result = self.build_compat(force=force, accel=accel)
+    def compat(self, force: bool = False, accel: str = "auto", arch: str = AMD64) -> Image:
+        result = self.build_compat(force=force, accel=accel, arch=arch)
         return Image(result.manifest, result.directory, COMPAT_NAME)
 
-    def existing(self) -> Image | None:
-        """An image already in the store: the compat image, else an upstream qcow2."""
-        compat = self.root / f"{COMPAT_NAME}-amd64" / "manifest.json"
+    def existing(self, arch: str = AMD64) -> Image | None:
+        """An ``arch`` image already in the store: the compat image, else an upstream qcow2."""
+        compat = self.root / f"{COMPAT_NAME}-{arch}" / "manifest.json"
         if compat.exists():
             with contextlib.suppress(ImageError):
                 return self.from_manifest(compat, COMPAT_NAME)
-        for arch in ("amd64", "arm64"):
-            disk = self.root / f"stack-emulator-{arch}.qcow2"
-            if disk.exists():
-                return self.from_disk(disk)
-        return None
+        disk = self.root / f"stack-emulator-{arch}.qcow2"
+        return self.from_disk(disk) if disk.exists() else None
 
     def from_manifest(self, path: Path, source: str) -> Image:
         """The image a manifest describes. Its disk must be a readable qcow2 file whose sha256
@@ -194,16 +192,24 @@ class ImageStore:
             return self.from_disk(disk)
         return self.pull(spec)
 
-    def resolve(self, spec: str, accel: str = "auto") -> Image:
+    def resolve(self, spec: str, accel: str = "auto", arch: str = "auto", arch_option: str = "") -> Image:
+        """The image ``spec`` names. ``arch`` (``auto``: the host's) picks the compat or upstream
+        image; an image given by path or URL has its own, which must match an ``arch`` asked for."""
+        wanted = resolve_arch(arch)
         if spec == "auto":
-            return self.existing() or self.compat(accel=accel)
+            return self.existing(wanted) or self.compat(accel=accel, arch=wanted)
         if spec == COMPAT_NAME:
-            return self.compat(accel=accel)
+            return self.compat(accel=accel, arch=wanted)
         if spec == "upstream":
-            return self.present_or_pull(PullSpec())
+            return self.present_or_pull(PullSpec(arch=wanted))
         if spec.startswith(("http://", "https://")):
-            return self.present_or_pull(PullSpec(url=spec))
-        path = Path(spec).expanduser()
-        if path.suffix == ".json":
-            return self.from_manifest(path, str(path))
-        return self.from_disk(path)
+            image = self.present_or_pull(PullSpec(url=spec))
+        else:
+            path = Path(spec).expanduser()
+            image = self.from_manifest(path, str(path)) if path.suffix == ".json" else self.from_disk(path)
+        if arch != "auto" and image.manifest.arch != wanted:
+            raise ImageError(
+                f"image {image.disk} is an {image.manifest.arch} image, but {arch_option or 'the arch'} "
+                f"asks for {wanted}. Drop that option, or give an {wanted} image."
+            )
+        return image

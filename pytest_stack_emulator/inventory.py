@@ -20,6 +20,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from .arch import ARCHES
 from .builder import COMPAT_NAME
 from .errors import HostSetupError, ImageError
 from .home import Home
@@ -76,13 +77,13 @@ class SnapshotEntry:
 def list_images(store: ImageStore) -> list[ImageEntry]:
     """Every compat build and every pulled or copied ``*.qcow2`` in the store."""
     entries = []
-    current_compat = (store.root / f"{COMPAT_NAME}-amd64").resolve()
+    current_compat = {(store.root / f"{COMPAT_NAME}-{arch}").resolve() for arch in ARCHES}
     for manifest in sorted(store.root.glob(f"{COMPAT_NAME}-*/manifest.json")):
         if manifest.parent.is_symlink():
             continue
         with contextlib.suppress(ImageError):
             image = store.from_manifest(manifest, COMPAT_NAME)
-            current = manifest.parent.resolve() == current_compat
+            current = manifest.parent.resolve() in current_compat
             entries.append(ImageEntry(image, sizes(manifest.parent), current, "built here"))
     for disk in sorted(store.root.glob("*.qcow2")):
         with contextlib.suppress(ImageError):
@@ -107,7 +108,7 @@ def _origin(disk: Path) -> str:
 
 def _installed_qemu() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
-    for arch in ("amd64", "arm64"):
+    for arch in ARCHES:
         try:
             versions[arch] = qemu_version(qemu_binary(arch))
         except HostSetupError:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .arch import guest_arch, host_arch
 from .argv import MachineConfig, build_argv
 from .errors import HostSetupError, MachineError, VMLaunchFailure, disk_full
 from .listen_backlog import widen_forwards
@@ -51,7 +52,8 @@ ACCELERATORS = ("auto", "kvm", "hvf", "tcg")
 MIN_QEMU = (7, 2)
 INSTALL_QEMU = (
     "Install QEMU 7.2 or newer, 9.0 or newer for the fastest resume (Debian 12: `apt-get install -t "
-    "bookworm-backports qemu-system-x86 qemu-utils`, or run scripts/setup; macOS: `brew install qemu`)."
+    "bookworm-backports qemu-system-x86 qemu-utils`, and qemu-system-arm for arm64 guests, or run "
+    "scripts/setup; macOS: `brew install qemu`)."
 )
 
 
@@ -59,11 +61,6 @@ INSTALL_QEMU = (
 class AccelChoice:
     name: str
     reason: str
-
-
-def host_arch() -> str:
-    machine = platform.machine().lower()
-    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
 
 
 def _cpu_flags(cpuinfo: str) -> set[str]:
@@ -82,6 +79,7 @@ def detect_accel(
     cpuinfo: str | None = None,
     kvm_path: str = "/dev/kvm",
     qemu: str | None = None,
+    host: str | None = None,
 ) -> AccelChoice:
     """Pick the accelerator (CONTRACT §5.5).
 
@@ -92,10 +90,11 @@ def detect_accel(
         raise ValueError(f"unknown accelerator {requested!r}; choose one of {', '.join(ACCELERATORS)}")
     if requested != "auto":
         return AccelChoice(requested, "asked for explicitly")
-    arch = arch or host_arch()
+    host = host or host_arch()
+    arch = arch or host
     system = system or platform.system()
-    if arch != host_arch():
-        return AccelChoice("tcg", f"guest arch {arch} differs from host arch {host_arch()}")
+    if arch != host:
+        return AccelChoice("tcg", f"guest arch {arch} differs from host arch {host}: emulated in software")
     if system == "Darwin":
         try:
             out = subprocess.run(
@@ -134,9 +133,7 @@ def qemu_binary(arch: str) -> str:
     override = os.environ.get("STACK_EMULATOR_QEMU")
     if override:
         return override
-    name = {"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}.get(arch)
-    if name is None:
-        raise HostSetupError(f"unsupported guest architecture {arch!r}")
+    name = guest_arch(arch).qemu
     path = shutil.which(name)
     if path is None:
         raise HostSetupError(f"{name} is not on PATH. {INSTALL_QEMU}")

@@ -45,7 +45,7 @@ class Prepared:
     def describe(self) -> list[str]:
         m = self.image.manifest
         return [
-            f"image: {self.image.source} ({self.image.disk}, sha256 {self.image.digest[:12]}, "
+            f"image: {self.image.source} ({self.image.disk}, {m.arch}, sha256 {self.image.digest[:12]}, "
             f"{m.ram_mb} MiB, {m.vcpus} vCPU)",
             f"snapshot: {self.snapshot_state}",
             f"accelerator: {self.host.accel.name} ({self.host.accel.reason})",
@@ -65,6 +65,7 @@ def snapshot_key(image: Image, host: HostInfo, method: str) -> SnapshotKey:
         vcpus=m.vcpus,
         layout_version=int(m.layout.get("version", LAYOUT_VERSION)),
         restore_method=method,
+        arch=m.arch,
     )
 
 
@@ -74,7 +75,9 @@ def prepare(settings: Settings, capture: bool = True, warn: Warn | None = None) 
     home = Home(settings.home)
     home.ensure()
     reap(home)
-    image = home.image_store().resolve(settings.image, accel=settings.accel)
+    image = home.image_store().resolve(
+        settings.image, accel=settings.accel, arch=settings.arch, arch_option=settings.option("arch")
+    )
     host = probe_host(image.manifest.arch, settings.accel)
     method = choose_restore_method(
         settings.restore, set(host.capabilities), host.version, settings.option("restore")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .arch import cpu_model, guest_arch, kernel_append
 from .errors import ProvisioningFailed, ProvisioningTimeout
 from .iso import write_runtime_iso, write_seed_iso
 from .log import Progress
@@ -19,8 +20,9 @@ from .wait import Deadline, poll
 
 OK_MARKER = "STACK_PROVISION_OK"
 FAIL_MARKER = "STACK_PROVISION_FAILED"
+# The serial console is added per architecture (arch.kernel_append).
 KERNEL_APPEND = (
-    "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=3 mitigations=off "
+    "root=/dev/vda rw net.ifnames=0 quiet loglevel=3 mitigations=off "
     "random.trust_cpu=on systemd.show_status=false"
 )
 REPORT_EVERY_S = 15.0
@@ -28,7 +30,7 @@ REPORT_EVERY_S = 15.0
 
 def provision_boot(
     source: Path, work: Path, disk: Path, accel_choice: str, timeout: float, progress: Progress,
-    *, ram_mb: int, vcpus: int,
+    *, ram_mb: int, vcpus: int, arch: str,
 ) -> None:  # fmt: skip
     """Boot ``disk`` once with the seed ISO and wait until the guest reports and powers off."""
     seed = work / "scratch" / "seed.iso"
@@ -41,17 +43,19 @@ def provision_boot(
     make_phantom(bundle)
     manifest = Manifest(
         name="provisioning",
-        arch="amd64",
+        arch=arch,
         disk=disk.name,
         ram_mb=ram_mb,
         vcpus=vcpus,
         boot=Boot(method="kernel", kernel="vmlinuz", initrd="initrd.img",
-                  append=KERNEL_APPEND.replace(" quiet loglevel=3", "")),
+                  append=kernel_append(arch, KERNEL_APPEND.replace(" quiet loglevel=3", ""))),
         services=(),
+        machine=guest_arch(arch).machine,
     )  # fmt: skip
-    accel = detect_accel(accel_choice, "amd64")
+    accel = detect_accel(accel_choice, arch)
     cfg = MachineConfig(
-        qemu=qemu_binary("amd64"),
+        qemu=qemu_binary(arch),
+        cpu=cpu_model(arch, accel.name),
         manifest=manifest,
         image_dir=work,
         disk=disk,

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from .arch import ARCHES
 from .download import Fetch, fetch, fetch_small, parse_sha256
 from .errors import ImageError
 from .iso import write_atomic
@@ -35,7 +36,6 @@ from .upstream_env import base_env_at
 
 log = get_logger(__name__)
 
-ARCHES = ("amd64", "arm64")
 # https://github.com/<owner>/<name>/releases/download/<tag>/<asset>
 RELEASE_URL = re.compile(r"https://github\.com/(?P<repo>[^/]+/[^/]+)/releases/download/(?P<tag>[^/]+)/")
 

@@ -15,8 +15,8 @@ A snapshot is a directory ``<home>/snapshots/<id>/`` holding
 
 The directory is assembled under a temporary name and renamed into place, so an interrupted
 capture never leaves a snapshot that looks valid. ``<id>`` hashes everything that must match
-for a resume to load: image digest, QEMU version, accelerator, CPU model, RAM, vCPUs, layout
-version and restore method.
+for a resume to load: image digest, architecture, QEMU version, accelerator, CPU model, RAM,
+vCPUs, layout version and restore method.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class SnapshotKey:
     vcpus: int
     layout_version: int
     restore_method: str
+    # Last, with a default: keys written before arm64 guests have no arch (all were amd64).
+    arch: str = "amd64"
 
     @property
     def id(self) -> str:

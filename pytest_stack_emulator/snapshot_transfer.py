@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .arch import resolve_arch
 from .builder import COMPAT_NAME
 from .config import Settings
 from .errors import ImageError, SnapshotError, StackEmulatorError
@@ -36,26 +37,26 @@ log = get_logger(__name__)
 QCOW2_MAGIC = b"QFI\xfb"
 
 
-def present_image(store: ImageStore, spec: str, accel: str) -> Image:
+def present_image(store: ImageStore, spec: str, accel: str, arch: str = "auto") -> Image:
     """The image ``spec`` names, without building one: ``auto`` and ``compat`` take what the
     store has; a path, URL or ``upstream`` resolve as usual."""
     if spec in ("auto", COMPAT_NAME):
-        compat = store.root / f"{COMPAT_NAME}-amd64" / "manifest.json"
+        compat = store.root / f"{COMPAT_NAME}-{resolve_arch(arch)}" / "manifest.json"
         image = store.from_manifest(compat, COMPAT_NAME) if compat.exists() else None
         if image is None and spec == "auto":
-            image = store.existing()
+            image = store.existing(resolve_arch(arch))
         if image is None:
             raise ImageError(
                 f"{store.root} has no {'compat ' if spec == COMPAT_NAME else ''}image. Build one "
                 "(`stack-emulator build-image`) or pull one (`stack-emulator pull`) first."
             )
         return image
-    return store.resolve(spec, accel=accel)
+    return store.resolve(spec, accel=accel, arch=arch)
 
 
 def local_key(home: Home, settings: Settings, method: str | None = None) -> tuple[Image, SnapshotKey]:
     """This host's key for its image: with ``method`` (a file's), else the configured one."""
-    image = present_image(home.image_store(), settings.image, settings.accel)
+    image = present_image(home.image_store(), settings.image, settings.accel, settings.arch)
     host = probe_host(image.manifest.arch, settings.accel)
     try:
         chosen = choose_restore_method(method or settings.restore, set(host.capabilities))

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from .arch import find_firmware
 from .argv import MachineConfig
 from .host import HostInfo
 from .images import Image
@@ -86,7 +87,13 @@ def machine_config(
         share_dir=share,
         memory=memory,
         memory_shared=memory_shared,
+        firmware=firmware_for(prepared_image.manifest, host.qemu),
     )
+
+
+def firmware_for(manifest: Manifest, qemu: str) -> Path | None:
+    """The UEFI firmware of an arm64 image that boots from its disk (upstream's), else None."""
+    return find_firmware(manifest.arch, qemu) if manifest.boot.method == "firmware" else None
 
 
 def cold_guest_ports(manifest: Manifest, host_ports: dict[str, int]) -> dict[str, int]:

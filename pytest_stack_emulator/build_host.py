@@ -1,0 +1,170 @@
+"""What an image build needs from the host, and the host commands it runs.
+
+The tools (mmdebstrap, mkfs.ext4, qemu-img) and root; for a foreign architecture, qemu-user
+registered with binfmt_misc. A command runs with its output streamed, a line of progress at
+least every :data:`HEARTBEAT_S` while it is quiet, and the tail of its output in the error
+when it fails. A build killed mid-way leaves its work directory with mmdebstrap's mounts in it:
+:func:`remove_work_dir` unmounts them before it removes anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .arch import AMD64, host_arch
+from .errors import BuildError, HostSetupError
+from .log import get_logger
+from .procs import ProcessId
+
+log = get_logger(__name__)
+
+HEARTBEAT_S = 20.0
+
+
+def check_host_tools(arch: str = AMD64) -> None:
+    missing = [t for t in ("mmdebstrap", "mkfs.ext4", "qemu-img") if shutil.which(t) is None]
+    if missing:
+        raise HostSetupError(
+            f"building the compat image needs {', '.join(missing)} on PATH. On Debian: "
+            "`apt-get install mmdebstrap e2fsprogs qemu-utils` (or run scripts/setup)."
+        )
+    if arch != host_arch():
+        check_foreign_exec(arch)
+    if os.geteuid() != 0:
+        raise HostSetupError(
+            "building the compat image runs mmdebstrap as root, so that file owners in the guest "
+            "are right. Run `sudo stack-emulator build-image`, or pull a built image instead."
+        )
+
+
+def check_foreign_exec(arch: str) -> None:
+    """A foreign root filesystem runs its packages' scripts through qemu-user: mmdebstrap
+    needs ``arch-test`` and a binfmt_misc entry for the architecture."""
+    if shutil.which("arch-test") is None:
+        raise HostSetupError(
+            f"building an {arch} image on this {host_arch()} host needs arch-test and qemu-user "
+            "with binfmt_misc. On Debian: `apt-get install arch-test` and `apt-get install -t "
+            "bookworm-backports qemu-user-static`, or run scripts/setup."
+        )
+    result = subprocess.run(["arch-test", arch], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise HostSetupError(
+            f"this host cannot run {arch} programs (`arch-test {arch}` said: "
+            f"{(result.stdout + result.stderr).strip()}). Install qemu-user-static and register "
+            "it with binfmt_misc: `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc` if "
+            "it is not mounted, then `/usr/lib/systemd/systemd-binfmt` (scripts/setup does both)."
+        )
+
+
+def run_command(
+    cmd: list[str],
+    what: str,
+    on_line: Callable[[str], None] | None = None,
+    on_quiet: Callable[[float, str], None] | None = None,
+) -> None:
+    """Run a host command, streaming its output to ``on_line``; ``on_quiet(elapsed, last line)``
+    after every :data:`HEARTBEAT_S` without output. On failure, the error shows the command and
+    the tail of its output; on Ctrl-C the command gets SIGINT and time to clean up."""
+    log.debug("running: %s", " ".join(cmd))
+    tail: list[str] = []
+    lines: queue.Queue[str | None] = queue.Queue()
+    started = time.monotonic()
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as proc:
+        stdout = proc.stdout
+        assert stdout is not None
+
+        def pump() -> None:
+            for raw in stdout:
+                lines.put(raw.rstrip())
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True, name=f"output of {what}").start()
+        try:
+            while True:
+                try:
+                    line = lines.get(timeout=HEARTBEAT_S)
+                except queue.Empty:
+                    if on_quiet:
+                        on_quiet(time.monotonic() - started, tail[-1] if tail else "")
+                    continue
+                if line is None:
+                    break
+                tail = [*tail[-40:], line]
+                if on_line:
+                    on_line(line)
+            code = proc.wait()
+        except BaseException:
+            _interrupt(proc)
+            raise
+    if code != 0:
+        raise BuildError(
+            f"{what} failed (exit code {code}).\ncommand: {' '.join(cmd)}\n" + "\n".join(tail[-25:])
+        )
+
+
+def _interrupt(proc: subprocess.Popen[str]) -> None:
+    """SIGINT (mmdebstrap then unmounts what it mounted), then SIGTERM, then SIGKILL."""
+    steps: tuple[tuple[Callable[[], None], float], ...] = (
+        (lambda: proc.send_signal(signal.SIGINT), 20.0), (proc.terminate, 5.0), (proc.kill, 5.0),
+    )  # fmt: skip
+    for send, grace in steps:
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            send()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(grace)
+
+
+def mounts_under(path: Path, mountinfo: str | None = None) -> list[Path]:
+    """Mount points at or below ``path``, deepest first (Linux's /proc/self/mountinfo)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return []
+    root = str(path.resolve())
+    found = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            point = fields[4].encode().decode("unicode_escape")  # "\040" is a space
+            if point == root or point.startswith(root + "/"):
+                found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_work_dir(work: Path) -> None:
+    """Remove a build's work directory, unmounting first whatever a killed mmdebstrap left
+    mounted in it (its root's /proc, /sys, /dev/pts...), so nothing outside is touched."""
+    for point in mounts_under(work):
+        result = subprocess.run(["umount", "--lazy", str(point)], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BuildError(
+                f"cannot unmount {point}, left mounted by an interrupted build: "
+                f"{result.stderr.strip()}. Unmount it (`umount -l {point}`), then remove {work}."
+            )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def remove_dead_builds(store_dir: Path) -> list[Path]:
+    """Work directories (``.build-*-<pid>``) of builds whose process is gone."""
+    removed = []
+    for work in store_dir.glob(".build-*"):
+        pid = work.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not ProcessId(int(pid), None).alive():
+            remove_work_dir(work)
+            log.info("removed %s, left by an interrupted build (pid %s)", work, pid)
+            removed.append(work)
+    return removed
