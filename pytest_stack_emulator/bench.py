@@ -9,7 +9,6 @@ Absolute times on a shared machine are noisy; the ratios between figures taken i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -25,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import emulator
+from . import emulator, procinfo
 from .config import Settings, resolve
 from .errors import SnapshotError
 from .log import get_logger
@@ -52,31 +51,26 @@ def spread(samples: list[float]) -> dict[str, Any]:
 
 
 def memory_mb(pid: int) -> dict[str, float]:
-    """RSS, PSS and USS (pages no other process maps) of a process, from
-    /proc/<pid>/smaps_rollup, in MB."""
-    fields: dict[str, float] = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty"):
-            fields[key] = int(rest.split()[0]) / 1024
-    return {
-        "rss": fields["Rss"],
-        "pss": fields["Pss"],
-        "uss": fields["Private_Clean"] + fields["Private_Dirty"],
-    }
+    """RSS, PSS and USS (pages no other process maps) of a process in MB; RSS alone where the
+    host cannot tell the others (macOS)."""
+    return procinfo.host().memory_mb(pid)
+
+
+def median_memory(samples: list[dict[str, float]]) -> dict[str, float]:
+    """The median of each figure that every sample has."""
+    names = [name for name in ("rss", "pss", "uss") if samples and all(name in s for s in samples)]
+    return {name: round(statistics.median(s[name] for s in samples), 1) for name in names}
+
+
+def memory_text(mem: dict[str, float]) -> str:
+    """``USS 12 MB, PSS 34 MB, RSS 56 MB``, leaving out the figures this host did not give."""
+    return ", ".join(f"{name.upper()} {mem[name]:.0f} MB" for name in ("uss", "pss", "rss") if name in mem)
 
 
 def machine_facts(prepared: emulator.Prepared) -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
     return {
         "cores": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": procinfo.host().cpu_model(),
         "accelerator": prepared.host.accel.name,
         "accelerator_reason": prepared.host.accel.reason,
         "qemu_version": prepared.host.version,
@@ -169,18 +163,16 @@ def measure(prepared: emulator.Prepared, workers: tuple[int, ...], repeat: int) 
     teardowns: list[float] = []
     for count in workers:
         walls: list[float] = []
-        samples: dict[str, list[float]] = {"rss": [], "pss": [], "uss": []}
+        samples: list[dict[str, float]] = []
         for _ in range(repeat):
             log.info("bench: resume %d worker(s) at once (%s)", count, prepared.restore_method)
             group = resume_group(prepared, count)
             walls.append(group["wall"])
-            for mem in group["memory"]:
-                for name, values in samples.items():
-                    values.append(mem[name])
+            samples += group["memory"]
             teardowns += group["teardown"]
             phases[str(count)] = [{p: round(t, 3) for p, t in ph.items()} for ph in group["phases"]]
         resume[str(count)] = spread(walls)
-        memory[str(count)] = {name: round(statistics.median(v), 1) for name, v in samples.items()}
+        memory[str(count)] = median_memory(samples)
     return {"resume_s": resume, "memory_mb": memory, "phases": phases, "teardown": teardowns}
 
 
@@ -256,7 +248,7 @@ def run(
         if method != default.restore_method:
             ratios[f"{method}_over_{default.restore_method}"] = round(r["resume_s"][one]["median"] / r1, 2)
     pair = "2" if "2" in mine["memory_mb"] else one
-    if TEMPLATE in measured and MAPPED_RAM in measured:
+    if all("uss" in measured.get(m, {}).get("memory_mb", {}).get(pair, {}) for m in (TEMPLATE, MAPPED_RAM)):
         # A template's clones share clean RAM pages: compare what each worker holds alone.
         ratios["template_uss_over_mapped_ram"] = round(
             measured[TEMPLATE]["memory_mb"][pair]["uss"] / measured[MAPPED_RAM]["memory_mb"][pair]["uss"], 3
@@ -277,7 +269,7 @@ def markdown(result: dict[str, Any]) -> str:
             mem = r["memory_mb"][n]
             rows.append((f"Resume ({method}{', default' if method == default else ''}), {n} worker(s) at once",
                          f"{s['median']:.2f} s (min {s['min']:.2f}, max {s['max']:.2f}, n={s['n']}); per worker "
-                         f"USS {mem['uss']:.0f} MB, PSS {mem['pss']:.0f} MB, RSS {mem['rss']:.0f} MB"))  # fmt: skip
+                         f"{memory_text(mem)}"))  # fmt: skip
     rows += [
         ("Resume with key rotation", f"{result['resume_rotate_s']['median']:.2f} s"),
         (

@@ -163,12 +163,19 @@ def _stale(root: Path, name: str, keep: SnapshotKey) -> list[Path]:
 
 
 def _sparse_copy(source: Path, target: Path) -> None:
-    """Copy a mostly empty file, keeping its holes."""
+    """Copy a mostly empty file, keeping its holes (in the kernel where ``os.copy_file_range``
+    exists, Linux; by reads and writes elsewhere, macOS)."""
+    copy_range = getattr(os, "copy_file_range", None)
     with source.open("rb") as src, target.open("wb") as dst:
         size = os.fstat(src.fileno()).st_size
         for start, end in data_ranges(src.fileno(), size):
             while start < end:
-                copied = os.copy_file_range(src.fileno(), dst.fileno(), end - start, start, start)
+                if copy_range is not None:
+                    copied = copy_range(src.fileno(), dst.fileno(), end - start, start, start)
+                else:
+                    copied = os.pwrite(
+                        dst.fileno(), os.pread(src.fileno(), min(end - start, 1 << 20), start), start
+                    )
                 if copied == 0:
                     raise OSError(f"copying {source} to {target} stopped at byte {start} of {size}")
                 start += copied

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,13 +27,34 @@ DEFAULT_BASE_PORT = 26700
 MAX_BASE_PORT = 65000
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def bind_checks(host: str, platform: str) -> list[tuple[socket.AddressFamily, str]]:
+    """The addresses to bind, each with SO_REUSEADDR (so that a port in TIME_WAIT after an
+    earlier VM counts as free), to tell whether QEMU can forward ``host``'s port.
+
+    On Linux, binding ``host`` fails while anything listens on it or on the wildcard address.
+    On macOS (BSD sockets), SO_REUSEADDR lets the bind to ``host`` succeed beside a listener on
+    0.0.0.0 or ``::``; QEMU's forward would then take that server's connections to ``host``.
+    The wildcard addresses are bound too there: that fails while another socket holds them."""
+    checks = [(socket.AF_INET, host)]
+    if platform == "darwin" and host not in ("0.0.0.0", ""):
+        checks += [(socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")]
+    return checks
+
+
+def port_is_free(port: int, host: str = "127.0.0.1", platform: str | None = None) -> bool:
+    for family, address in bind_checks(host, platform or sys.platform):
         try:
-            s.bind((host, port))
+            s = socket.socket(family, socket.SOCK_STREAM)
         except OSError:
-            return False
+            continue  # no IPv6 on this host: nothing can listen there
+        with s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                s.bind((address, port))
+            except OSError:
+                return False
     return True
 
 

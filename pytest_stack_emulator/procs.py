@@ -1,26 +1,21 @@
-"""Process identity that survives pid reuse: a pid plus its start time from /proc."""
+"""Process identity that survives pid reuse: a pid plus its start time (see procinfo.py for
+where each host keeps it)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+
+from .procinfo import host
 
 
 def start_time(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot, or None if it is gone.
+    """A number fixed for the life of ``pid`` (its start time: clock ticks since boot on Linux,
+    microseconds since the epoch on macOS), or None if it is gone.
 
     A zombie (exited, not yet waited for: a detached owner whose new parent does not reap)
     is gone too."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name can hold spaces and parentheses: split after the last ')'.
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
+    return host().start_time(pid)
 
 
 @dataclass(frozen=True)
@@ -43,8 +38,4 @@ class ProcessId:
         return self.start is None or now == self.start
 
     def cmdline(self) -> list[str]:
-        try:
-            raw = Path(f"/proc/{self.pid}/cmdline").read_bytes()
-        except OSError:
-            return []
-        return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+        return host().cmdline(self.pid)

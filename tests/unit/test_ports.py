@@ -1,4 +1,5 @@
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_stack_emulator.errors import PortsUnavailable
-from pytest_stack_emulator.ports import PortAllocator, block_ports, worker_index
+from pytest_stack_emulator.ports import PortAllocator, bind_checks, block_ports, port_is_free, worker_index
 from pytest_stack_emulator.procs import ProcessId
 
 
@@ -101,3 +102,59 @@ def test_no_free_block_says_what_to_do(tmp_path: Path) -> None:
 
 def test_block_ports_are_contiguous() -> None:
     assert list(block_ports(26700).values()) == [26700, 26701, 26702, 26703, 26704]
+
+
+def test_bind_checks_per_platform() -> None:
+    assert bind_checks("127.0.0.1", "linux") == [(socket.AF_INET, "127.0.0.1")]
+    assert bind_checks("127.0.0.1", "darwin") == [
+        (socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+@pytest.mark.parametrize("address", ["127.0.0.1", "0.0.0.0"])
+def test_a_listener_makes_the_port_busy(platform: str, address: str) -> None:
+    port = free_base(1)
+    assert port_is_free(port, platform=platform)
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as QEMU does: past TIME_WAIT
+        s.bind((address, port))
+        s.listen()
+        assert not port_is_free(port, platform=platform)
+    assert port_is_free(port, platform=platform)
+
+
+def test_an_ipv6_wildcard_listener_counts_on_macos_only() -> None:
+    """On macOS a server on [::] can take connections to 127.0.0.1, and SO_REUSEADDR lets a
+    bind to 127.0.0.1 beside it succeed: the port is checked on [::] there."""
+    port = free_base(1)
+    try:
+        s = socket.socket(socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 on this host")
+    with s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind(("::", port))
+        s.listen()
+        assert port_is_free(port, platform="linux")  # Linux keeps v6-only sockets apart
+        assert not port_is_free(port, platform="darwin")
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+def test_a_port_in_time_wait_is_free(platform: str) -> None:
+    """An earlier VM's closed connections leave the port in TIME_WAIT: still usable (QEMU
+    binds its forwards with SO_REUSEADDR)."""
+    port = free_base(1)
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = server.accept()
+        conn.close()  # the server's side closes first: it goes to TIME_WAIT
+        client.close()
+    if shutil.which("ss"):
+        time_wait = subprocess.run(["ss", "-tan", f"sport = :{port}"], capture_output=True, text=True).stdout
+        assert "TIME-WAIT" in time_wait
+    assert port_is_free(port, platform=platform)
