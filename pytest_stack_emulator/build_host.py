@@ -1,8 +1,8 @@
 """What an image build needs from the host, and the host commands it runs.
 
 The tools (mmdebstrap, mkfs.ext4, qemu-img) and root; for a foreign architecture, qemu-user
-registered with binfmt_misc. A command runs with its output streamed, a line of progress at
-least every :data:`HEARTBEAT_S` while it is quiet, and the tail of its output in the error
+registered with binfmt_misc. A command runs with its output streamed, a line of progress
+every :data:`HEARTBEAT_S` while it runs, and the tail of its output in the error
 when it fails. A build killed mid-way leaves its work directory with mmdebstrap's mounts in it:
 :func:`remove_work_dir` unmounts them before it removes anything.
 """
@@ -69,10 +69,11 @@ def run_command(
     cmd: list[str],
     what: str,
     on_line: Callable[[str], None] | None = None,
-    on_quiet: Callable[[float, str], None] | None = None,
+    on_beat: Callable[[float, str], None] | None = None,
 ) -> None:
-    """Run a host command, streaming its output to ``on_line``; ``on_quiet(elapsed, last line)``
-    after every :data:`HEARTBEAT_S` without output. On failure, the error shows the command and
+    """Run a host command, streaming its output to ``on_line``, and ``on_beat(elapsed, last
+    line)`` every :data:`HEARTBEAT_S` while it runs (most of mmdebstrap's output is not worth
+    showing, so a long step still says where it is). On failure, the error shows the command and
     the tail of its output; on Ctrl-C the command gets SIGINT and time to clean up."""
     log.debug("running: %s", " ".join(cmd))
     tail: list[str] = []
@@ -90,13 +91,16 @@ def run_command(
             lines.put(None)
 
         threading.Thread(target=pump, daemon=True, name=f"output of {what}").start()
+        next_beat = started + HEARTBEAT_S
         try:
             while True:
+                if time.monotonic() >= next_beat:
+                    next_beat += HEARTBEAT_S
+                    if on_beat:
+                        on_beat(time.monotonic() - started, tail[-1] if tail else "")
                 try:
-                    line = lines.get(timeout=HEARTBEAT_S)
+                    line = lines.get(timeout=max(0.0, next_beat - time.monotonic()))
                 except queue.Empty:
-                    if on_quiet:
-                        on_quiet(time.monotonic() - started, tail[-1] if tail else "")
                     continue
                 if line is None:
                     break

@@ -322,12 +322,12 @@ class CompatImageBuilder:
     def _run(
         progress: Progress, cmd: list[str], what: str, on_line: Callable[[str], None] | None = None
     ) -> None:
-        def quiet(elapsed: float, last: str) -> None:
+        def beat(elapsed: float, last: str) -> None:
             progress.step(
                 f"{what}: still running after {elapsed:.0f} s; last output: {last[:100] or '(none yet)'}"
             )
 
-        run_command(cmd, what, on_line=on_line, on_quiet=quiet)
+        run_command(cmd, what, on_line=on_line, on_beat=beat)
 
     def _provision(self, work: Path, disk: Path, digest_in: str, progress: Progress) -> None:
         provision_boot(self.source, work, disk, self.accel, self.provision_timeout, progress,
