@@ -1,7 +1,7 @@
 """Guest architectures: what differs between an amd64 and an arm64 VM.
 
-The QEMU program, the machine type and its options per accelerator, the CPU model, the serial
-console, the kernel package and (for images that boot through firmware) the UEFI firmware.
+The QEMU program and its Debian package, the machine type and its options per accelerator, the
+CPU model, the serial console and (for images that boot through firmware) the UEFI firmware.
 Everything else (devices, drives, sockets, snapshot layout) is the same on both.
 """
 
@@ -26,13 +26,12 @@ class GuestArch:
     qemu: str  # the qemu-system program
     machine: str
     console: str  # the kernel's name for the first serial port
-    kernel_package: str
     apt_qemu: str  # Debian's package of ``qemu``
 
 
 GUEST_ARCHES = {
-    AMD64: GuestArch(AMD64, "qemu-system-x86_64", "q35", "ttyS0", "linux-image-amd64", "qemu-system-x86"),
-    ARM64: GuestArch(ARM64, "qemu-system-aarch64", "virt", "ttyAMA0", "linux-image-arm64", "qemu-system-arm"),
+    AMD64: GuestArch(AMD64, "qemu-system-x86_64", "q35", "ttyS0", "qemu-system-x86"),
+    ARM64: GuestArch(ARM64, "qemu-system-aarch64", "virt", "ttyAMA0", "qemu-system-arm"),
 }  # fmt: skip
 
 
@@ -51,28 +50,34 @@ def host_arch(machine: str | None = None) -> str:
     return {"x86_64": AMD64, "amd64": AMD64, "aarch64": ARM64, "arm64": ARM64}.get(machine, machine)
 
 
-def resolve_arch(requested: str) -> str:
-    """``auto`` follows the host; anything else must be a known architecture."""
+def resolve_arch(requested: str, option: str = "--stack-emulator-arch") -> str:
+    """``auto`` follows the host; anything else must be a known architecture. ``option`` is
+    the front end's option that chooses it, for the message."""
     if requested == "auto":
         arch = host_arch()
         if arch not in GUEST_ARCHES:
             raise HostSetupError(
                 f"this host is {platform.machine()}, for which there is no guest image: pass "
-                f"--stack-emulator-arch {AMD64} or {ARM64} (it runs under TCG, in software)"
+                f"{option} {AMD64} or {ARM64} (it runs under TCG, in software)"
             )
         return arch
     return guest_arch(requested).name
 
 
-def machine_type(arch: str, manifest_machine: str, accel: str) -> str:
+# The most RAM a ``virt`` guest can have below 4 GiB: its RAM starts at 1 GiB.
+_LOW_RAM_MB = 3072
+
+
+def machine_type(arch: str, manifest_machine: str, accel: str, ram_mb: int) -> str:
     """The ``-machine`` value. On arm64, KVM takes the host's GIC version (a GICv3-only host
-    has no GICv2 to emulate), and HVF keeps guest addresses below 4 GiB: the first Apple
-    Silicon chips give a VM only 36 bits of physical address space."""
+    has no GICv2 to emulate), and HVF keeps guest addresses below 4 GiB where the RAM fits
+    there: the first Apple Silicon chips give a VM only 36 bits of physical address space.
+    A bigger guest (upstream's 4 GiB image) is left to QEMU, which sizes the map to the host."""
     if arch != ARM64:
         return manifest_machine
     if accel == "kvm":
         return f"{manifest_machine},gic-version=host"
-    if accel == "hvf":
+    if accel == "hvf" and ram_mb <= _LOW_RAM_MB:
         return f"{manifest_machine},highmem=off"
     return manifest_machine
 

@@ -83,7 +83,7 @@ def hostfwd(host_ports: Mapping[str, int], guest_ports: Mapping[str, int]) -> st
 def build_argv(cfg: MachineConfig) -> list[str]:
     """The QEMU command line. Device order is part of the snapshot format: keep it stable."""
     m = cfg.manifest
-    machine = machine_type(m.arch, m.machine, cfg.accel)
+    machine = machine_type(m.arch, m.machine, cfg.accel, m.ram_mb)
     argv = [
         cfg.qemu,
         "-name", "stack-emulator,debug-threads=on",

@@ -9,9 +9,9 @@ when it fails. A build killed mid-way leaves its work directory with mmdebstrap'
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +28,8 @@ from .procs import ProcessId
 log = get_logger(__name__)
 
 HEARTBEAT_S = 20.0
+# How long an interrupted command may take to clean up after SIGINT (mmdebstrap unmounts).
+INTERRUPT_GRACE_S = 20.0
 
 
 def check_host_tools(arch: str = AMD64) -> None:
@@ -42,7 +44,7 @@ def check_host_tools(arch: str = AMD64) -> None:
     if os.geteuid() != 0:
         raise HostSetupError(
             "building the compat image runs mmdebstrap as root, so that file owners in the guest "
-            "are right. Run `sudo stack-emulator build-image`, or pull a built image instead."
+            f"are right. Run `sudo stack-emulator build-image --arch {arch}`, or pull a built image instead."
         )
 
 
@@ -74,61 +76,86 @@ def run_command(
     """Run a host command, streaming its output to ``on_line``, and ``on_beat(elapsed, last
     line)`` every :data:`HEARTBEAT_S` while it runs (most of mmdebstrap's output is not worth
     showing, so a long step still says where it is). On failure, the error shows the command and
-    the tail of its output; on Ctrl-C the command gets SIGINT and time to clean up."""
+    the tail of its output.
+
+    The command runs in a process group of its own. On Ctrl-C (or any exception here) the whole
+    group gets SIGINT and time to clean up (mmdebstrap unmounts what it mounted), then SIGTERM,
+    then SIGKILL: its children (package scripts under qemu-user) hold the output pipe too, and
+    they must not outlive the build."""
     log.debug("running: %s", " ".join(cmd))
     tail: list[str] = []
     lines: queue.Queue[str | None] = queue.Queue()
     started = time.monotonic()
-    with subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-    ) as proc:
-        stdout = proc.stdout
-        assert stdout is not None
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+        start_new_session=True,
+    )  # fmt: skip
+    stdout = proc.stdout
+    assert stdout is not None
 
-        def pump() -> None:
-            for raw in stdout:
-                lines.put(raw.rstrip())
-            lines.put(None)
+    def pump() -> None:
+        for raw in stdout:
+            lines.put(raw.rstrip())
+        lines.put(None)
 
-        threading.Thread(target=pump, daemon=True, name=f"output of {what}").start()
-        next_beat = started + HEARTBEAT_S
-        try:
-            while True:
-                if time.monotonic() >= next_beat:
-                    next_beat += HEARTBEAT_S
-                    if on_beat:
-                        on_beat(time.monotonic() - started, tail[-1] if tail else "")
-                try:
-                    line = lines.get(timeout=max(0.0, next_beat - time.monotonic()))
-                except queue.Empty:
-                    continue
-                if line is None:
-                    break
-                tail = [*tail[-40:], line]
-                if on_line:
-                    on_line(line)
-            code = proc.wait()
-        except BaseException:
-            _interrupt(proc)
-            raise
+    reader = threading.Thread(target=pump, daemon=True, name=f"output of {what}")
+    reader.start()
+    next_beat = started + HEARTBEAT_S
+    try:
+        while True:
+            if time.monotonic() >= next_beat:
+                next_beat += HEARTBEAT_S
+                if on_beat:
+                    on_beat(time.monotonic() - started, tail[-1] if tail else "")
+            try:
+                line = lines.get(timeout=max(0.0, next_beat - time.monotonic()))
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            tail = [*tail[-40:], line]
+            if on_line:
+                on_line(line)
+        code = proc.wait()
+    except BaseException:
+        stop_group(proc)
+        raise
+    finally:
+        # Once every writer is gone the reader sees the end of the pipe; only then close it
+        # (closing it under a blocked reader would wait for that reader).
+        reader.join(timeout=10)
+        if not reader.is_alive():
+            stdout.close()
     if code != 0:
         raise BuildError(
             f"{what} failed (exit code {code}).\ncommand: {' '.join(cmd)}\n" + "\n".join(tail[-25:])
         )
 
 
-def _interrupt(proc: subprocess.Popen[str]) -> None:
-    """SIGINT (mmdebstrap then unmounts what it mounted), then SIGTERM, then SIGKILL."""
-    steps: tuple[tuple[Callable[[], None], float], ...] = (
-        (lambda: proc.send_signal(signal.SIGINT), 20.0), (proc.terminate, 5.0), (proc.kill, 5.0),
-    )  # fmt: skip
-    for send, grace in steps:
-        if proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            send()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(grace)
+def stop_group(proc: subprocess.Popen[str]) -> None:
+    """Stop a command and every process of its group: SIGINT, then SIGTERM, then SIGKILL."""
+    for sig, grace in ((signal.SIGINT, INTERRUPT_GRACE_S), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break  # the group is empty
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _group_alive(proc.pid):
+            proc.poll()  # reap the leader, so that it does not count as alive
+            time.sleep(0.1)
+        if not _group_alive(proc.pid):
+            break
+    proc.poll()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def mounts_under(path: Path, mountinfo: str | None = None) -> list[Path]:
@@ -143,10 +170,15 @@ def mounts_under(path: Path, mountinfo: str | None = None) -> list[Path]:
     for line in mountinfo.splitlines():
         fields = line.split()
         if len(fields) > 4:
-            point = fields[4].encode().decode("unicode_escape")  # "\040" is a space
+            point = _unescape(fields[4])
             if point == root or point.startswith(root + "/"):
                 found.append(Path(point))
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes a space, tab, newline and backslash in a path as octal (``\\040``)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def remove_work_dir(work: Path) -> None:
@@ -154,7 +186,7 @@ def remove_work_dir(work: Path) -> None:
     mounted in it (its root's /proc, /sys, /dev/pts...), so nothing outside is touched."""
     for point in mounts_under(work):
         result = subprocess.run(["umount", "--lazy", str(point)], capture_output=True, text=True, check=False)
-        if result.returncode != 0:
+        if result.returncode != 0 and point in mounts_under(work):  # not just gone meanwhile
             raise BuildError(
                 f"cannot unmount {point}, left mounted by an interrupted build: "
                 f"{result.stderr.strip()}. Unmount it (`umount -l {point}`), then remove {work}."

@@ -90,7 +90,7 @@ def inputs_hash(source: Path | None = None) -> str:
         h.update(b"x" if path.stat().st_mode & 0o100 else b"-")
         h.update(path.read_bytes() + b"\0")
     here = Path(__file__).resolve().parent
-    for name in ("builder.py", "provision.py", "iso.py", "runtime.py", "contract.py"):
+    for name in ("builder.py", "provision.py", "iso.py", "runtime.py", "contract.py", "arch.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()
 

@@ -21,7 +21,7 @@ def cmd_build_image(args: argparse.Namespace) -> int:
         emulator.Home(settings.home)
         .image_store()
         .build_compat(force=args.force, accel=settings.accel, provision_timeout=args.provision_timeout,
-                      arch=resolve_arch(settings.arch))
+                      arch=resolve_arch(settings.arch, settings.option("arch")))
     )  # fmt: skip
     state = f"built in {result.seconds:.0f} s" if result.built else "up to date"
     print(f"{result.directory / result.manifest.disk} ({state})")

@@ -27,7 +27,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         branch=args.branch,
         url=args.url,
         sha256=args.sha256,
-        arch=resolve_arch(args.arch),
+        arch=resolve_arch(args.arch, "--arch"),
     )
     image = home.image_store().pull(spec, force=args.force)
     print(image.disk)
@@ -129,11 +129,11 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("snapshot", help="Export a captured snapshot to one file, or import one")
     ops = p.add_subparsers(dest="snapshot_command", required=True)
     q = ops.add_parser("export", help="Pack the snapshot this host resumes (or --id) into one zstd file")
-    _settings_options(q, ("home", "image", "accel", "restore"))
+    _settings_options(q, ("home", "image", "arch", "accel", "restore"))
     q.add_argument("file", type=Path, help="the file to write (for example snapshot.zst)")
     q.add_argument("--id", help="the snapshot to export (an id from `stack-emulator images`)")
     q.set_defaults(func=cmd_snapshot_export)
     q = ops.add_parser("import", help="Unpack an exported snapshot; refused unless its key fits this host")
-    _settings_options(q, ("home", "image", "accel"))
+    _settings_options(q, ("home", "image", "arch", "accel"))
     q.add_argument("file", type=Path, help="a file written by `snapshot export`")
     q.set_defaults(func=cmd_snapshot_import)

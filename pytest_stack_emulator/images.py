@@ -19,7 +19,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .arch import AMD64, resolve_arch
+from .arch import AMD64, ARCHES, resolve_arch
 from .builder import COMPAT_NAME, BuildResult, CompatImageBuilder, file_digest
 from .errors import ImageError
 from .log import Progress, get_logger
@@ -142,8 +142,9 @@ class ImageStore:
             )
         return Image(manifest, path.parent, source)
 
-    def from_disk(self, disk: Path) -> Image:
-        """A bare qcow2: its manifest beside it if there is one, else upstream's built-in one."""
+    def from_disk(self, disk: Path, arch: str | None = None) -> Image:
+        """A bare qcow2: its manifest beside it if there is one, else upstream's built-in one for
+        the architecture its name says (``stack-emulator-arm64.qcow2``), else ``arch``, else amd64."""
         disk = disk.resolve()
         if not disk.is_file():
             raise ImageError(
@@ -159,8 +160,8 @@ class ImageStore:
                     image = self.from_manifest(candidate, str(disk))
                     if image.disk == disk:
                         return image
-        arch = "arm64" if "arm64" in disk.name else "amd64"
-        manifest = upstream_manifest(arch)
+        named = next((a for a in ARCHES if a in disk.name), None)
+        manifest = upstream_manifest(named or arch or AMD64)
         manifest = Manifest(**{**manifest.__dict__, "disk": disk.name}).with_digest(self._digest(disk))
         return Image(manifest, disk.parent, str(disk))
 
@@ -195,7 +196,7 @@ class ImageStore:
     def resolve(self, spec: str, accel: str = "auto", arch: str = "auto", arch_option: str = "") -> Image:
         """The image ``spec`` names. ``arch`` (``auto``: the host's) picks the compat or upstream
         image; an image given by path or URL has its own, which must match an ``arch`` asked for."""
-        wanted = resolve_arch(arch)
+        wanted = resolve_arch(arch, arch_option or "--stack-emulator-arch")
         if spec == "auto":
             return self.existing(wanted) or self.compat(accel=accel, arch=wanted)
         if spec == COMPAT_NAME:
@@ -206,10 +207,14 @@ class ImageStore:
             image = self.present_or_pull(PullSpec(url=spec))
         else:
             path = Path(spec).expanduser()
-            image = self.from_manifest(path, str(path)) if path.suffix == ".json" else self.from_disk(path)
+            if path.suffix == ".json":
+                image = self.from_manifest(path, str(path))
+            else:
+                image = self.from_disk(path, None if arch == "auto" else wanted)
         if arch != "auto" and image.manifest.arch != wanted:
             raise ImageError(
-                f"image {image.disk} is an {image.manifest.arch} image, but {arch_option or 'the arch'} "
-                f"asks for {wanted}. Drop that option, or give an {wanted} image."
+                f"image {image.disk} is an {image.manifest.arch} image (its manifest or file name "
+                f"says so), but {arch_option or 'the arch setting'} asks for {wanted}. Drop that "
+                f"option, or give an {wanted} image."
             )
         return image

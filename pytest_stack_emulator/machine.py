@@ -133,10 +133,13 @@ def qemu_binary(arch: str) -> str:
     override = os.environ.get("STACK_EMULATOR_QEMU")
     if override:
         return override
-    name = guest_arch(arch).qemu
-    path = shutil.which(name)
+    guest = guest_arch(arch)
+    path = shutil.which(guest.qemu)
     if path is None:
-        raise HostSetupError(f"{name} is not on PATH. {INSTALL_QEMU}")
+        raise HostSetupError(
+            f"{guest.qemu} is not on PATH ({arch} guests need it; Debian's package is {guest.apt_qemu}). "
+            f"{INSTALL_QEMU}"
+        )
     return path
 
 

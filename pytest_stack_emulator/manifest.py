@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .arch import ARCHES, guest_arch
 from .contract import (
     INBUCKET_GUEST_PORT,
     INTERNAL_PROJECT_ID,
@@ -104,6 +105,8 @@ class Manifest:
         # Manifests written before 2026-11 carry an unused "port_prefix" (always "81").
         data.pop("port_prefix", None)
         check_fields(data)
+        # Without a machine type, the architecture's own (q35 would not start an arm64 guest).
+        data.setdefault("machine", guest_arch(data["arch"]).machine)
         data["boot"] = Boot(**data["boot"])
         data["services"] = tuple(Service(**s) for s in data["services"])
         return cls(**data)
@@ -169,7 +172,7 @@ def _one_of(*choices: object) -> Callable[[object], bool]:
 # Per field: the check and what it asks for. Fields marked required must be present.
 _TOP: dict[str, tuple[bool, Callable[[object], bool], str]] = {
     "name": (True, _text, "a non-empty string"),
-    "arch": (True, _one_of("amd64", "arm64"), '"amd64" or "arm64"'),
+    "arch": (True, _one_of(*ARCHES), " or ".join(f'"{a}"' for a in ARCHES)),
     "disk": (True, _text, "the disk's file name"),
     "ram_mb": (True, _int_in(128, 1 << 20), "a whole number of MiB, 128 or more"),
     "vcpus": (True, _int_in(1, 512), "a whole number from 1 to 512"),
@@ -249,5 +252,5 @@ def upstream_manifest(arch: str = "amd64") -> Manifest:
         vcpus=4,
         boot=Boot(method="firmware"),
         services=stack_services(PORT_PREFIX),
-        machine="q35" if arch == "amd64" else "virt",
+        machine=guest_arch(arch).machine,
     )

@@ -61,7 +61,7 @@ class SnapshotKey:
     vcpus: int
     layout_version: int
     restore_method: str
-    # Last, with a default: keys written before arm64 guests have no arch (all were amd64).
+    # Last, with a default: older keys have none (all amd64); the id hashes it, so they recapture once.
     arch: str = "amd64"
 
     @property

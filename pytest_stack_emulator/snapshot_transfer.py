@@ -15,11 +15,11 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from .arch import resolve_arch
+from .arch import AMD64, ARCHES, resolve_arch
 from .builder import COMPAT_NAME
 from .config import Settings
 from .errors import ImageError, SnapshotError, StackEmulatorError
@@ -37,26 +37,29 @@ log = get_logger(__name__)
 QCOW2_MAGIC = b"QFI\xfb"
 
 
-def present_image(store: ImageStore, spec: str, accel: str, arch: str = "auto") -> Image:
-    """The image ``spec`` names, without building one: ``auto`` and ``compat`` take what the
-    store has; a path, URL or ``upstream`` resolve as usual."""
+def present_image(store: ImageStore, settings: Settings) -> Image:
+    """The image the settings name, without building one: ``auto`` and ``compat`` take what the
+    store has for the architecture; a path, URL or ``upstream`` resolve as usual."""
+    spec, option = settings.image, settings.option("arch")
     if spec in ("auto", COMPAT_NAME):
-        compat = store.root / f"{COMPAT_NAME}-{resolve_arch(arch)}" / "manifest.json"
+        arch = resolve_arch(settings.arch, option)
+        compat = store.root / f"{COMPAT_NAME}-{arch}" / "manifest.json"
         image = store.from_manifest(compat, COMPAT_NAME) if compat.exists() else None
         if image is None and spec == "auto":
-            image = store.existing(resolve_arch(arch))
+            image = store.existing(arch)
         if image is None:
             raise ImageError(
-                f"{store.root} has no {'compat ' if spec == COMPAT_NAME else ''}image. Build one "
-                "(`stack-emulator build-image`) or pull one (`stack-emulator pull`) first."
+                f"{store.root} has no {'compat ' if spec == COMPAT_NAME else ''}{arch} image. Build "
+                f"one (`stack-emulator build-image --arch {arch}`) or pull one (`stack-emulator pull "
+                f"--arch {arch}`) first."
             )
         return image
-    return store.resolve(spec, accel=accel, arch=arch)
+    return store.resolve(spec, accel=settings.accel, arch=settings.arch, arch_option=option)
 
 
 def local_key(home: Home, settings: Settings, method: str | None = None) -> tuple[Image, SnapshotKey]:
     """This host's key for its image: with ``method`` (a file's), else the configured one."""
-    image = present_image(home.image_store(), settings.image, settings.accel, settings.arch)
+    image = present_image(home.image_store(), settings)
     host = probe_host(image.manifest.arch, settings.accel)
     try:
         chosen = choose_restore_method(method or settings.restore, set(host.capabilities))
@@ -95,15 +98,18 @@ def _differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
 def import_snapshot(home: Home, settings: Settings, source: Path) -> Path:
     """Import ``source`` into ``home``'s snapshot store; the snapshot's directory."""
     header = read_header(source)
-    theirs = dict(header["key"])
+    # Files exported before arm64 guests carry no arch: they were all amd64.
+    theirs = {"arch": AMD64, **header["key"]}
+    if settings.arch == "auto" and theirs["arch"] in ARCHES:
+        settings = replace(settings, arch=theirs["arch"])  # the file's guest, not the host's
     image, key = local_key(home, settings, theirs.get("restore_method"))
     ours = asdict(key)
     if theirs != ours:
         raise SnapshotError(
             f"{source} does not fit this host and image ({image.disk}):\n  "
             + "\n  ".join(_differences(theirs, ours))
-            + "\nA snapshot only resumes with the same image, QEMU version, accelerator, CPU model, "
-            "RAM and layout. Use the image it was captured from (--image), or capture one here "
+            + "\nA snapshot only resumes with the same image, architecture, QEMU version, accelerator, "
+            "CPU model, RAM and layout. Use the image it was captured from (--image), or capture one here "
             "with `stack-emulator capture`."
         )
     store = home.snapshot_store()
@@ -119,6 +125,8 @@ def import_snapshot(home: Home, settings: Settings, source: Path) -> Path:
             meta = read_meta(staging)
             if "image_disk" in meta:
                 meta["image_disk"] = str(image.disk)
+            if "key" in meta:
+                meta["key"] = {"arch": AMD64, **meta["key"]}
             (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
             for rel, mode in modes.items():
                 os.chmod(staging / rel, mode)

@@ -7,6 +7,7 @@ host is described to detect_accel; a real arm64 guest runs under TCG in tests/vm
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 from pathlib import Path
@@ -96,16 +97,27 @@ def test_arm64_template_clone_maps_the_ram_file(tmp_path: Path) -> None:
 
 
 def test_arm64_firmware_boot_adds_bios(tmp_path: Path) -> None:
+    """Upstream's arm64 image: UEFI firmware, and 4 GiB of RAM, which does not fit below 4 GiB
+    on ``virt`` (RAM starts at 1 GiB), so HVF keeps QEMU's high memory map there."""
     firmware = tmp_path / "QEMU_EFI.fd"
-    argv = arm64_argv(tmp_path, "hvf", manifest=upstream_manifest("arm64"), firmware=firmware)
+    upstream = upstream_manifest("arm64")
+    assert upstream.ram_mb > 3072
+    argv = arm64_argv(tmp_path, "hvf", manifest=upstream, firmware=firmware)
     assert opt(argv, "-bios") == [str(firmware)]
     assert argv.index("-bios") < argv.index("-boot")
-    assert opt(argv, "-machine") == ["virt,highmem=off"]
+    assert opt(argv, "-machine") == ["virt"]
     assert "-kernel" not in argv
 
 
+@pytest.mark.parametrize(("ram_mb", "machine"), [(1024, "virt,highmem=off"), (3072, "virt,highmem=off"),
+                                                  (3073, "virt"), (4096, "virt")])  # fmt: skip
+def test_hvf_keeps_memory_low_only_where_the_ram_fits(ram_mb: int, machine: str) -> None:
+    assert machine_type("arm64", "virt", "hvf", ram_mb) == machine
+    assert machine_type("arm64", "virt", "kvm", ram_mb) == "virt,gic-version=host"
+
+
 def test_amd64_is_unchanged_by_the_accelerator() -> None:
-    assert machine_type("amd64", "q35", "kvm") == "q35"
+    assert machine_type("amd64", "q35", "kvm", 1024) == "q35"
     assert cpu_model("amd64", "kvm") == "max"
     assert cpu_model("amd64", "tcg") == "max"
 
@@ -208,8 +220,14 @@ def test_an_image_of_the_other_arch_is_refused_when_an_arch_is_asked_for(tmp_pat
     store = ImageStore(tmp_path / "images", tmp_path / "locks")
     assert store.resolve(str(disk)).manifest.arch == "arm64"  # auto: the image decides
     assert store.resolve(str(disk), arch="arm64").manifest.machine == "virt"
-    with pytest.raises(ImageError, match=r"is an arm64 image, but --stack-emulator-arch asks for amd64"):
+    with pytest.raises(ImageError, match=r"is an arm64 image \(its manifest or file name says so\), but "
+                       r"--stack-emulator-arch asks for amd64"):  # fmt: skip
         store.resolve(str(disk), arch="amd64", arch_option="--stack-emulator-arch")
+    # A name that does not say: the arch asked for, else amd64.
+    plain = tmp_path / "my-image.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(plain), "16M"], check=True)
+    assert store.resolve(str(plain), arch="arm64").manifest.arch == "arm64"
+    assert store.resolve(str(plain)).manifest.arch == "amd64"
 
 
 def test_existing_looks_for_the_asked_arch(tmp_path: Path) -> None:
@@ -222,3 +240,12 @@ def test_existing_looks_for_the_asked_arch(tmp_path: Path) -> None:
     found = store.existing("arm64")
     assert found is not None
     assert found.disk == disk
+
+
+def test_a_manifest_without_a_machine_gets_its_architectures(tmp_path: Path) -> None:
+    """A release's manifest may leave out ``machine``: q35 would not start an arm64 guest."""
+    data = json.loads(ARM64.to_json())
+    del data["machine"]
+    assert Manifest.from_dict(data).machine == "virt"
+    data["arch"] = "amd64"
+    assert Manifest.from_dict(data).machine == "q35"

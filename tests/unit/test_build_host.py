@@ -37,18 +37,21 @@ def test_a_failing_command_names_itself_and_shows_its_output() -> None:
     assert "E: no such package" in text
 
 
-def test_ctrl_c_stops_the_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """KeyboardInterrupt while waiting: the command gets SIGINT and is gone afterwards."""
+def test_ctrl_c_stops_the_command_and_its_children(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """KeyboardInterrupt while waiting: the command's whole process group is stopped, a child
+    that holds the output pipe too (as dpkg under mmdebstrap does), and nothing waits on it."""
     monkeypatch.setattr(build_host, "HEARTBEAT_S", 0.1)
-    pid_file = tmp_path / "pid"
+    monkeypatch.setattr(build_host, "INTERRUPT_GRACE_S", 0.5)  # sh's background job ignores SIGINT
+    pids = tmp_path / "pids"
 
     def interrupt(elapsed: float, last: str) -> None:
         raise KeyboardInterrupt
 
+    script = f"sleep 60 & echo $! > {pids}; echo $$ >> {pids}; wait"
     with pytest.raises(KeyboardInterrupt):
-        run_command(["sh", "-c", f"echo $$ > {pid_file}; exec sleep 60"], "sleep", on_beat=interrupt)
-    pid = int(pid_file.read_text())
-    assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0
+        run_command(["sh", "-c", script], "sleep", on_beat=interrupt)
+    for pid in map(int, pids.read_text().split()):
+        assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0, pid
 
 
 MOUNTINFO = """\

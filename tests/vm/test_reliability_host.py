@@ -62,7 +62,10 @@ def test_missing_qemu_is_a_usage_error_that_says_how_to_install_it(
     home = make_home(tmp_path / "home")
     result = session(tmp_path, home, tool_dir(tmp_path / "empty"))
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
-    assert f"ERROR: stack-emulator: qemu-system-x86_64 is not on PATH. {INSTALL}" in result.stderr
+    assert (
+        "ERROR: stack-emulator: qemu-system-x86_64 is not on PATH (amd64 guests need it; Debian's package "
+        f"is qemu-system-x86). {INSTALL}"
+    ) in result.stderr
     only_qemu = tool_dir(
         tmp_path / "only-qemu", **{"qemu-system-x86_64": shutil.which("qemu-system-x86_64") or ""}
     )
