@@ -219,3 +219,42 @@ def test_a_snapshot_of_an_image_outside_the_store_is_kept_while_that_file_is(tmp
     (entry,) = list_snapshots(home)
     assert entry.problem == f"no image in the store has digest {key.image_digest[:12]}"
     assert [p.name for p, _ in prune(home)] == [key.id]
+
+
+def test_a_file_exported_before_arm64_guests_still_imports(homes: Homes, tmp_path: Path) -> None:
+    """Keys written before the architecture was part of them have no ``arch``: all were amd64."""
+    (a, sa), (b, sb) = homes
+    image_a, key = local_key(a, sa)
+    assert key.arch == "amd64"
+    source = capture_like(a, key, image_a.disk)
+    meta = json.loads((source / "meta.json").read_text())
+    del meta["key"]["arch"]
+    (source / "meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "old.zst"
+    export_snapshot(a, sa, out, snapshot_id=key.id)
+    assert "arch" not in read_header(out)["key"]
+    target = import_snapshot(b, sb, out)
+    assert json.loads((target / "meta.json").read_text())["key"]["arch"] == "amd64"
+    assert b.snapshot_store().load(key) is not None
+
+
+def test_an_arm64_snapshot_imports_as_arm64_on_this_host(tmp_path: Path) -> None:
+    """``--arch auto`` on import follows the file's guest, not this (amd64) host."""
+    homes = []
+    for name in ("a", "b"):
+        disk = tmp_path / name / "images" / "stack-emulator-arm64.qcow2"
+        disk.parent.mkdir(parents=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
+        homes.append((Home(tmp_path / name), resolve({"image": "auto", "home": tmp_path / name}, {}, {})))
+    (a, sa), (b, sb) = homes
+    arm64 = replace(sa, arch="arm64")
+    image_a, key = local_key(a, arm64)
+    assert (image_a.manifest.arch, key.arch) == ("arm64", "arm64")
+    capture_like(a, key, image_a.disk)
+    out = tmp_path / "arm64.zst"
+    export_snapshot(a, arm64, out)
+    assert sb.arch == "auto"
+    target = import_snapshot(b, sb, out)
+    assert json.loads((target / "meta.json").read_text())["key"]["arch"] == "arm64"
+    with pytest.raises(SnapshotError, match=r"arch: the file has 'arm64', this host 'amd64'"):
+        import_snapshot(b, replace(sb, arch="amd64", image=str(make_home(tmp_path / "c")[1].image)), out)
