@@ -77,7 +77,12 @@ def read_packages(source: Path, arch: str = AMD64) -> list[str]:
 
 
 def _files(root: Path) -> Iterable[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    """The tree's files, without caches that tools leave in a checkout (``__pycache__``,
+    ``.ruff_cache``, ``.mypy_cache``...): they must not make one checkout's image stale."""
+    return sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and not any(part == "__pycache__" or part.endswith("_cache") for part in p.relative_to(root).parts)
+    )  # fmt: skip
 
 
 def inputs_hash(source: Path | None = None) -> str:

@@ -79,6 +79,21 @@ def test_inputs_hash_follows_cloud_init_contents_and_modes(tmp_path: Path) -> No
     assert len({first, second, inputs_hash(src)}) == 3
 
 
+def test_inputs_hash_ignores_tool_caches_in_the_checkout(tmp_path: Path) -> None:
+    """A linter run inside cloud_init/ must not make the image stale (a fresh clone has no cache)."""
+    src = tmp_path / "cloud_init"
+    pkg = src / "rootfs" / "stackd"
+    pkg.mkdir(parents=True)
+    (pkg / "app.py").write_text("x = 1\n")
+    clean = inputs_hash(src)
+    for cache in (".ruff_cache/0.17.6/123", "__pycache__/app.cpython-311.pyc", ".mypy_cache/3.11/app.json"):
+        (pkg / cache).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / cache).write_text("cache")
+    assert inputs_hash(src) == clean
+    (pkg / "app.py").write_text("x = 2\n")
+    assert inputs_hash(src) != clean
+
+
 def test_package_list_ignores_comments(tmp_path: Path) -> None:
     (tmp_path / "packages").write_text("# comment\na b # trailing\n\nc\n")
     assert read_packages(tmp_path) == ["a", "b", "c"]
