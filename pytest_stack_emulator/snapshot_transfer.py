@@ -15,11 +15,11 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, replace
+from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .arch import AMD64, ARCHES, resolve_arch
+from .arch import ARCHES, resolve_arch
 from .builder import COMPAT_NAME
 from .config import Settings
 from .errors import ImageError, SnapshotError, StackEmulatorError
@@ -95,11 +95,17 @@ def _differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
     ]
 
 
+def _key_fields(written: dict[str, Any]) -> dict[str, Any]:
+    """A key's fields as a file wrote them, with the defaults of fields added to
+    :class:`SnapshotKey` since (``arch``: files exported before arm64 guests were all amd64)."""
+    defaults = {f.name: f.default for f in fields(SnapshotKey) if f.default is not MISSING}
+    return {**defaults, **written}
+
+
 def import_snapshot(home: Home, settings: Settings, source: Path) -> Path:
     """Import ``source`` into ``home``'s snapshot store; the snapshot's directory."""
     header = read_header(source)
-    # Files exported before arm64 guests carry no arch: they were all amd64.
-    theirs = {"arch": AMD64, **header["key"]}
+    theirs = _key_fields(header["key"])
     if settings.arch == "auto" and theirs["arch"] in ARCHES:
         settings = replace(settings, arch=theirs["arch"])  # the file's guest, not the host's
     image, key = local_key(home, settings, theirs.get("restore_method"))
@@ -126,7 +132,7 @@ def import_snapshot(home: Home, settings: Settings, source: Path) -> Path:
             if "image_disk" in meta:
                 meta["image_disk"] = str(image.disk)
             if "key" in meta:
-                meta["key"] = {"arch": AMD64, **meta["key"]}
+                meta["key"] = _key_fields(meta["key"])
             (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
             for rel, mode in modes.items():
                 os.chmod(staging / rel, mode)
