@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .arch import AMD64, host_arch
+from .arch import AMD64, guest_arch, host_arch
 from .errors import BuildError, HostSetupError
 from .log import get_logger
 from .procs import ProcessId
@@ -59,11 +59,13 @@ def check_foreign_exec(arch: str) -> None:
         )
     result = subprocess.run(["arch-test", arch], capture_output=True, text=True, check=False)
     if result.returncode != 0:
+        entry = f"/usr/lib/binfmt.d/qemu-{guest_arch(arch).qemu.removeprefix('qemu-system-')}.conf"
         raise HostSetupError(
             f"this host cannot run {arch} programs (`arch-test {arch}` said: "
             f"{(result.stdout + result.stderr).strip()}). Install qemu-user-static and register "
             "it with binfmt_misc: `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc` if "
-            "it is not mounted, then `/usr/lib/systemd/systemd-binfmt` (scripts/setup does both)."
+            f"it is not mounted, then `cat {entry} > /proc/sys/fs/binfmt_misc/register` "
+            "(scripts/setup does both)."
         )
 
 
